@@ -1,0 +1,25 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from depthseg.backgrounds import prepare_backgrounds
+from depthseg.foregrounds import prepare_foregrounds
+from depthseg.samples import sample_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='session')
+def sources(tmp_path_factory):
+    "A dataset folder holding the sample backgrounds and foregrounds, prepared once per session."
+    ds = tmp_path_factory.mktemp('sources')/'dataset'
+    prepare_backgrounds(sample_dir('backgrounds'), ds, progress=False)
+    prepare_foregrounds(sample_dir('foregrounds'), ds, progress=False)
+    return ds
+
+
+@pytest.fixture
+def dataset(sources, tmp_path):
+    "A fresh copy of `sources` to build on."
+    return Path(shutil.copytree(sources, tmp_path/'dataset'))
