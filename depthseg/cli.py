@@ -71,3 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInput, RejectedInputs, FileNotFoundError, ValueError) as e:
         print(f'depthseg {fn.__name__}: error: {e}', file=sys.stderr); return 1
     return 0
+
+# %% ../nbs/99_cli.ipynb #b04761c2
+if __name__ == '__main__': sys.exit(main())

@@ -72,10 +72,10 @@ def manifest_row(p: Placement) -> dict:
                 width=p.width, height=p.height, image=image, mask=mask)
 
 # %% ../nbs/03_composites.ipynb #297550a8
-_job: dict = {}  # what every task of a worker shares: dataset folder and encoding settings
+_job: dict = {}  # what every task of a worker shares: dataset folder and stage parameters
 
-def _init_worker(dataset, quality):
-    _job.update(dataset=Path(dataset), quality=quality)
+def _init_worker(dataset, positions, flip, seed, quality):
+    _job.update(dataset=Path(dataset), positions=positions, flip=flip, seed=seed, quality=quality)
 
 @lru_cache(maxsize=64)
 def _background(bg): return Image.open(_job['dataset']/f'bg/{bg}.jpg').convert('RGB')
@@ -91,16 +91,19 @@ def encode(image: Image.Image, mask: Image.Image, quality: int = 95) -> tuple[by
     image.save(a, 'JPEG', quality=quality); mask.save(b, 'PNG', compress_level=1)
     return a.getvalue(), b.getvalue()
 
-def _make_pair(ps: list[Placement]) -> int:
-    "Write the composites of placements `ps` (one pair) not yet on disk; return how many were written."
-    root = _job['dataset']
+def _make_pair(pair) -> int:
+    "Write the composites of `pair` = (bg, fg, bg_size, fg_size) not yet on disk; return how many were written."
+    root, j = _job['dataset'], _job
+    ps = placements(*pair, j['positions'], j['flip'], j['seed'])
     if (root/composite_paths(ps[-1])[1]).exists(): return 0
     bg, (fg, fg_mask), written = _background(ps[0].bg), _foreground(ps[0].fg), 0
+    started = (root/composite_paths(ps[0])[0]).exists()  # files are written in order: none yet if not the first
     for p in ps:
-        image_path, mask_path = (root/q for q in composite_paths(p))
-        if image_path.exists() and mask_path.exists(): continue
-        for path, data in zip((image_path, mask_path), encode(*compose(bg, fg, fg_mask, p), _job['quality'])):
-            atomic_write(path, data)
+        paths = [root/q for q in composite_paths(p)]
+        todo = [not (started and q.exists()) for q in paths]
+        if not any(todo): continue
+        for path, data, needed in zip(paths, encode(*compose(bg, fg, fg_mask, p), j['quality']), todo):
+            if needed: atomic_write(path, data)
         written += 1
     return written
 
@@ -142,13 +145,18 @@ def make_composites(
     if not record.exists(): atomic_write(record, json.dumps(params, indent=1).encode())
     bg_sizes = {p.stem: Image.open(p).size for p in bgs}
     fg_sizes = {p.stem: Image.open(p).size for p in fgs}
-    pairs = [placements(b, f, bg_sizes[b], fg_sizes[f], positions, flip, seed) for b in bg_sizes for f in fg_sizes]
+    def pairs(): return ((b, f, bg_sizes[b], fg_sizes[f]) for b in bg_sizes for f in fg_sizes)
+    for pair in pairs(): placements(*pair, positions=0)  # fail now, not in a worker, if a foreground does not fit
     for folder in ('bgfg', 'bgfg_mask'):
         if (dataset/folder).exists(): remove_temporaries(dataset/folder)
         for b in bg_sizes: (dataset/folder/b).mkdir(parents=True, exist_ok=True)
-    written = sum(parallel_map(_make_pair, pairs, workers, _init_worker, (dataset, quality), desc='composites',
-                               unit='img', progress=progress, weight=len))
-    write_csv(dataset/'manifest.csv', (manifest_row(p) for ps in pairs for p in ps), MANIFEST_FIELDS)
-    report = CompositesReport(sum(map(len, pairs)), written, dataset/'manifest.csv')
+    per_pair = positions * (2 if flip else 1)
+    written = sum(parallel_map(_make_pair, pairs(), workers, _init_worker, (dataset, positions, flip, seed, quality),
+                               desc='composites', unit='img', progress=progress, total=len(bg_sizes) * len(fg_sizes) * per_pair,
+                               weight=lambda pair: per_pair))
+    rows = (manifest_row(p) for pair in pairs() for p in placements(*pair, positions, flip, seed))
+    write_csv(dataset/'manifest.csv', rows, MANIFEST_FIELDS)
+    total = len(bg_sizes) * len(fg_sizes) * per_pair
+    report = CompositesReport(total, written, dataset/'manifest.csv')
     if progress: print(report)
     return report

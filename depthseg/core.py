@@ -7,7 +7,9 @@ Docs: https://depthseg.github.io/depthseg/core.html.md"""
 # %% ../nbs/00_core.ipynb #3bca72a7
 from __future__ import annotations
 import csv, hashlib, io, os, tempfile, warnings, zipfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -17,9 +19,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'BadInput', 'iter_sources', 'decode_image', 'has_alpha', 'to_rgb', 'to_rgba',
-           'atomic_write', 'remove_temporaries', 'write_csv', 'read_csv', 'sha256', 'parallel_map', 'RejectedInputs',
-           'StageReport', 'prepare_images']
+__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'IMAGE_SIGNATURES', 'BadInput', 'iter_sources', 'decode_image', 'has_alpha', 'to_rgb',
+           'to_rgba', 'atomic_write', 'atomic_open', 'remove_temporaries', 'write_csv', 'read_csv', 'sha256',
+           'parallel_map', 'RejectedInputs', 'StageReport', 'prepare_images']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 class BadInput(ValueError):
@@ -59,6 +61,7 @@ def iter_sources(src, max_bytes=MAX_BYTES) -> Iterator[tuple[str, bytes | BadInp
 
 # %% ../nbs/00_core.ipynb #a6436b7c
 MAX_PIXELS = 40_000_000  # more pixels than this is refused as a possible decompression bomb
+IMAGE_SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG', b'GIF8', b'BM', b'II*\x00', b'MM\x00*')  # JPEG, PNG, GIF, BMP, TIFF
 
 def decode_image(data: bytes, name: str, min_side: int = 32, max_pixels: int = MAX_PIXELS) -> Image.Image:
     "Decode image `data` read from `name`, upright, or raise `BadInput` saying why it cannot be used."
@@ -69,7 +72,10 @@ def decode_image(data: bytes, name: str, min_side: int = 32, max_pixels: int = M
             im = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadInput(name, 'too many pixels: refused as a possible decompression bomb') from None
-    except UnidentifiedImageError: raise BadInput(name, 'not an image (format not recognised)') from None
+    except UnidentifiedImageError:
+        known = data.startswith(IMAGE_SIGNATURES) or data[8:12] == b'WEBP'
+        raise BadInput(name, 'corrupt image: its format is known but its data cannot be decoded' if known
+                       else 'not an image (format not recognised)') from None
     except Exception as e: raise BadInput(name, f'corrupt image header ({e})') from None
     w, h = im.size
     if w * h > max_pixels: raise BadInput(name, f'too many pixels: {w}x{h} is over {max_pixels:,} (decompression-bomb guard)')
@@ -104,24 +110,38 @@ def to_rgba(im: Image.Image) -> Image.Image:
 def atomic_write(path, data: bytes):
     "Write `data` to `path` so that `path` is either absent, the old file, or complete."
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    tmp = path.parent/f'.{path.name}.{os.getpid()}.tmp'
     try:
-        with os.fdopen(fd, 'wb') as f: f.write(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view = memoryview(data)
+            while view: view = view[os.write(fd, view):]
+        finally: os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+        tmp.unlink(missing_ok=True); raise
+
+@contextmanager
+def atomic_open(path, mode: str = 'w'):
+    "Open a temporary file beside `path` to stream into; it replaces `path` on success and is removed on error."
+    path = Path(path)
+    tmp = path.parent/f'.{path.name}.{os.getpid()}.tmp'
+    try:
+        with open(tmp, mode, **({} if 'b' in mode else dict(newline='', encoding='utf-8'))) as f: yield f
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
 
 def remove_temporaries(folder):
     "Delete temporary files left in `folder` (recursively) by an interrupted `atomic_write`."
     for p in Path(folder).rglob('.*.tmp'): p.unlink(missing_ok=True)
 
-# %% ../nbs/00_core.ipynb #c92b753d
+# %% ../nbs/00_core.ipynb #0e93c94a
 def write_csv(path, rows: Iterable[dict], fieldnames: list[str]):
-    "Atomically write `rows` (dicts) to CSV file `path` with columns `fieldnames`."
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fieldnames, lineterminator='\n')
-    w.writeheader(); w.writerows(rows)
-    atomic_write(path, buf.getvalue().encode())
+    "Atomically write `rows` (dicts, streamed) to CSV file `path` with columns `fieldnames`."
+    with atomic_open(path) as f:
+        w = csv.DictWriter(f, fieldnames=fieldnames, lineterminator='\n')
+        w.writeheader(); w.writerows(rows)
 
 def read_csv(path) -> list[dict]:
     "Rows of CSV file `path` as dicts of strings."
@@ -131,22 +151,29 @@ def sha256(data: bytes) -> str:
     "Hex SHA-256 digest of `data`."
     return hashlib.sha256(data).hexdigest()
 
-# %% ../nbs/00_core.ipynb #8593d9cb
-def parallel_map(fn: Callable, items: list, workers: int | None = None, init: Callable | None = None, initargs=(),
-                 desc: str = '', unit: str = 'it', progress: bool = True, weight: Callable | None = None) -> Iterator:
+# %% ../nbs/00_core.ipynb #1971fe69
+def parallel_map(fn: Callable, items: Iterable, workers: int | None = None, init: Callable | None = None, initargs=(),
+                 desc: str = '', unit: str = 'it', progress: bool = True, total: int | None = None,
+                 weight: Callable | None = None) -> Iterator:
     "Yield `fn(item)` for each of `items`, unordered, on `workers` processes (default: all cores), with a progress bar."
-    workers = min(workers or os.cpu_count() or 1, max(len(items), 1))
-    weight = weight or (lambda item: 1)
-    with tqdm(total=sum(map(weight, items)), desc=desc, unit=unit, disable=not progress, smoothing=0.05) as bar:
+    workers, weight = workers or os.cpu_count() or 1, weight or (lambda item: 1)
+    with tqdm(total=total, desc=desc, unit=unit, disable=not progress, smoothing=0.05) as bar:
         if workers == 1:
             if init: init(*initargs)
             for item in items: yield fn(item); bar.update(weight(item))
             return
+        items, pending = iter(items), {}
         with ProcessPoolExecutor(workers, initializer=init, initargs=initargs) as pool:
-            futures = {pool.submit(fn, item): item for item in items}
-            for fut in as_completed(futures): yield fut.result(); bar.update(weight(futures[fut]))
+            def submit(n):
+                for item in islice(items, n): pending[pool.submit(fn, item)] = item
+            submit(4 * workers)
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    item = pending.pop(fut); yield fut.result(); bar.update(weight(item))
+                submit(len(done))
 
-# %% ../nbs/00_core.ipynb #406c5728
+# %% ../nbs/00_core.ipynb #b559e562
 class RejectedInputs(Exception):
     "Raised by a strict run that refused some inputs; nothing was written."
 

@@ -1,0 +1,93 @@
+"""Composites throughput on this machine, in one run on the same inputs (not a test).
+
+Prints, for 224x224 composites with their masks:
+- end to end: `make_composites` on all cores, files written (composites + masks per second);
+- the machine's limit: the same compose + encode in memory on all cores, nothing written;
+- their ratio;
+- a naive one-process loop (open background, paste, save, per image), the baseline a user would write.
+
+    python benchmarks/composites.py [--sources 99] [--positions 20] [--sample 20000]
+"""
+import argparse, os, tempfile, time
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from depthseg.backgrounds import prepare_backgrounds
+from depthseg.composites import _init_worker, _number, compose, encode, make_composites, placements
+from depthseg.core import parallel_map
+from depthseg.foregrounds import prepare_foregrounds
+from depthseg.samples import ROOM_SIZES, draw_dog, draw_person, draw_room
+
+
+def make_sources(root, n):
+    "n procedural backgrounds and n foregrounds (one in ten a dog), prepared by the first two stages."
+    for kind in ('rooms', 'cutouts'): (root/kind).mkdir(parents=True)
+    for i in range(n):
+        draw_room(i, ROOM_SIZES[i % 3]).save(root/f'rooms/room_{i:03d}.jpg', quality=90)
+        (draw_dog(i) if i % 10 == 9 else draw_person(i)).save(root/f'cutouts/cut_{i:03d}.png')
+    ds = root/'dataset'
+    prepare_backgrounds(root/'rooms', ds, progress=False); prepare_foregrounds(root/'cutouts', ds, progress=False)
+    return ds
+
+
+def pairs_of(ds, positions):
+    bgs = {p.stem: Image.open(p).size for p in sorted((ds/'bg').glob('*.jpg'))}
+    fgs = {p.stem: Image.open(p).size for p in sorted((ds/'fg').glob('*.png'))}
+    return [placements(b, f, bgs[b], fgs[f], positions) for b in bgs for f in fgs]
+
+
+def _in_memory(ps):
+    "Compose and encode one pair's composites, write nothing: the work the stage cannot avoid."
+    ds = Path(os.environ['DEPTHSEG_BENCH'])
+    bg = Image.open(ds/f'bg/{ps[0].bg}.jpg').convert('RGB')
+    fg = Image.open(ds/f'fg/{ps[0].fg}.png').convert('RGBA')
+    mask = Image.open(ds/f'fg_mask/fg_mask_{ps[0].fg[3:]}.png').convert('L')
+    return sum(len(a) + len(b) for a, b in (encode(*compose(bg, fg, mask, p)) for p in ps))
+
+
+def naive(ds, ps_list, out):
+    "One process, every composite on its own: open the files, paste, save."
+    out.mkdir()
+    for ps in ps_list:
+        for p in ps:
+            bg = Image.open(ds/f'bg/{p.bg}.jpg').convert('RGB')
+            fg = Image.open(ds/f'fg/{p.fg}.png').convert('RGBA')
+            if p.flip: fg = ImageOps.mirror(fg)
+            bg.paste(fg, (p.x, p.y), fg); bg.save(out/f'{p.id}.jpg', quality=95)
+            m = Image.new('L', bg.size); m.paste(fg.getchannel('A').point(lambda v: 255 if v > 127 else 0), (p.x, p.y))
+            m.save(out/f'{p.id}.png')
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--sources', type=int, default=99, help='backgrounds and foregrounds each (reference: 99)')
+    ap.add_argument('--positions', type=int, default=20, help='placements per pair, and as many mirrored (reference: 20)')
+    ap.add_argument('--sample', type=int, default=20_000, help='composites timed for the limit and the naive loop')
+    ap.add_argument('--workdir', default=None, help='where to build (default: a temporary folder)')
+    args = ap.parse_args()
+    root = Path(args.workdir or tempfile.mkdtemp(prefix='depthseg-bench-'))
+    ds = make_sources(root, args.sources)
+    os.environ['DEPTHSEG_BENCH'] = str(ds)
+    pairs = pairs_of(ds, args.positions)
+    total = sum(map(len, pairs))
+    sample = pairs[::max(1, len(pairs) * 2 * args.positions // args.sample)]
+    n_sample = sum(map(len, sample))
+
+    t = time.perf_counter(); list(parallel_map(_in_memory, sample, desc='limit', unit='pair'))
+    limit = n_sample / (time.perf_counter() - t)
+    t = time.perf_counter(); naive(ds, sample[:max(1, len(sample) // 10)], root/'naive')
+    naive_rate = sum(map(len, sample[:max(1, len(sample) // 10)])) / (time.perf_counter() - t)
+    t = time.perf_counter(); make_composites(ds, positions=args.positions)
+    elapsed = time.perf_counter() - t
+    e2e = total / elapsed
+    size = sum(p.stat().st_size for f in ('bgfg', 'bgfg_mask') for p in (ds/f).rglob('*.*'))
+    print(f'\ncomposites of 224x224 + masks, {args.sources} backgrounds x {args.sources} foregrounds x 2 x {args.positions}'
+          f' = {total:,}, on {os.cpu_count()} cores')
+    print(f'  end to end (make_composites, files written) {e2e:8,.0f} composites/s   {elapsed:6.1f} s for {total:,}, {size / 2**30:.2f} GiB')
+    print(f'  machine limit (compose + encode in memory)  {limit:8,.0f} composites/s   on {n_sample:,}')
+    print(f'  ratio end to end / limit                     {e2e / limit:8.0%}')
+    print(f'  naive one-process loop                       {naive_rate:8,.0f} composites/s   ({e2e / naive_rate:.1f}x slower than end to end)')
+
+
+if __name__ == '__main__': main()
