@@ -14,6 +14,7 @@ from fastcore.docments import docments
 from .backgrounds import prepare_backgrounds
 from .composites import make_composites
 from .core import BadInput, RejectedInputs
+from .depth import NO_WEIGHTS, make_depth
 from .foregrounds import prepare_foregrounds
 from .samples import sample_dir
 
@@ -24,17 +25,21 @@ __all__ = ['COMMANDS', 'demo', 'add_command', 'parser', 'main']
 def demo(
     out, # dataset folder to create
     positions:int=4, # placements per (background, foreground) pair, and as many mirrored; the reference uses 20
+    weights:str|None=None, # DenseDepth's nyu.h5 (path or URL) for the depth maps; without it the depth stage is skipped
     workers:int|None=None, # worker processes (default: all cores)
     progress:bool=True, # show progress bars and summaries
 ):
-    "Build a small dataset from the embedded sample data: backgrounds, foregrounds, masks and composites."
+    "Build a small dataset from the embedded sample data: backgrounds, foregrounds, masks, composites and depth."
     prepare_backgrounds(sample_dir('backgrounds'), out, progress=progress)
     prepare_foregrounds(sample_dir('foregrounds'), out, progress=progress)
-    return make_composites(out, positions=positions, workers=workers, progress=progress)
+    report = make_composites(out, positions=positions, workers=workers, progress=progress)
+    if weights: make_depth(out, weights=weights, progress=progress)
+    elif progress: print(f'depth: skipped, no pretrained weights here. {NO_WEIGHTS}')
+    return report
 
 # %% ../nbs/99_cli.ipynb #8c9cc485
 COMMANDS = {'backgrounds': prepare_backgrounds, 'foregrounds': prepare_foregrounds,
-            'composites': make_composites, 'demo': demo}
+            'composites': make_composites, 'depth': make_depth, 'demo': demo}
 
 def _arg_type(hint):
     "The type argparse converts a value to, from a type hint such as `int | None`."

@@ -1,0 +1,127 @@
+"Depth stage: nyu.h5 as the reference saved it (Keras 2) through the real loader, local and over HTTP; kill and resume."
+import functools, http.server, os, shutil, signal, subprocess, sys, threading, time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depthseg.core import read_csv
+from depthseg.depth import depth_paths, fetch_weights, file_sha256, load_densedepth, make_depth
+
+
+def reference_nyu_h5(path):
+    "A DenseDepth with random weights, built in Keras 2 (tf_keras) and saved as a full HDF5 model, as nyu.h5 was."
+    import tensorflow as tf
+    import tf_keras as k2
+
+    class BilinearUpSampling2D(k2.layers.Layer):
+        def call(self, x):
+            return tf.compat.v1.image.resize(x, tf.shape(x)[1:3] * 2, align_corners=True)
+
+    def depth_loss_function(y_true, y_pred): return k2.backend.mean(k2.backend.abs(y_true - y_pred))
+
+    k2.utils.set_random_seed(0)
+    enc = k2.applications.DenseNet169(include_top=False, weights=None, input_shape=(None, None, 3))
+    width = enc.output.shape[-1]
+    x = k2.layers.Conv2D(width, 1, padding='same', name='conv2')(enc.output)
+    for i, skip in enumerate(['pool3_pool', 'pool2_pool', 'pool1', 'conv1/relu'], 1):
+        x = BilinearUpSampling2D(name=f'up{i}_upsampling2d')(x)
+        x = k2.layers.Concatenate(name=f'up{i}_concat')([x, enc.get_layer(skip).output])
+        x = k2.layers.Conv2D(width // 2**i, 3, padding='same', name=f'up{i}_convA')(x)
+        x = k2.layers.Conv2D(width // 2**i, 3, padding='same', name=f'up{i}_convB')(x)
+        x = k2.layers.LeakyReLU(0.2)(x)
+    model = k2.Model(enc.input, k2.layers.Conv2D(1, 3, padding='same', name='conv3')(x))
+    model.compile(optimizer='adam', loss=depth_loss_function)
+    model.save(path)  # .h5: the Keras 2 HDF5 full-model format of nyu.h5
+    return model
+
+
+@pytest.fixture(scope='module')
+def nyu(tmp_path_factory):
+    path = tmp_path_factory.mktemp('weights')/'nyu.h5'
+    model = reference_nyu_h5(path)
+    x = np.random.default_rng(1).random((2, 64, 96, 3), np.float32)
+    return path, x, model.predict(x, verbose=0)
+
+
+def test_h5_is_a_keras2_file_with_slashed_names(nyu):
+    import h5py
+    with h5py.File(nyu[0]) as f:
+        names = [n.decode() if isinstance(n, bytes) else n for n in f['model_weights'].attrs['layer_names']]
+        assert 'conv1/conv' in names and 'depth_loss_function' in str(f.attrs['training_config'])
+
+
+def test_loader_matches_keras2(nyu):
+    path, x, want = nyu
+    got = load_densedepth(path)(x).numpy()
+    assert got.shape == want.shape == (2, 32, 48, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_loader_refuses_a_wrong_file(tmp_path):
+    import h5py
+    with h5py.File(tmp_path/'other.h5', 'w') as f:
+        g = f.create_group('model_weights'); g.attrs['layer_names'] = [b'dense_1']
+        g.create_group('dense_1').attrs['weight_names'] = [b'dense_1/kernel:0']; g['dense_1']['dense_1/kernel:0'] = np.zeros((2, 2))
+    with pytest.raises(ValueError, match="'dense_1' of the file has no place"): load_densedepth(tmp_path/'other.h5')
+    (tmp_path/'junk.h5').write_bytes(b'junk')
+    with pytest.raises(ValueError, match='not a Keras 2 HDF5'): load_densedepth(tmp_path/'junk.h5')
+
+
+def test_weights_by_url_are_cached_and_checked(nyu, tmp_path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(nyu[0].parent))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f'http://127.0.0.1:{server.server_port}/nyu.h5'
+        got = fetch_weights(url, file_sha256(nyu[0]), cache=tmp_path)
+        assert got == tmp_path/'nyu.h5' and got.read_bytes() == nyu[0].read_bytes()
+        server.shutdown()
+        assert fetch_weights(url, cache=tmp_path) == got  # cached: no server needed
+        with pytest.raises(ValueError, match='SHA-256'): fetch_weights(url, '0' * 64, cache=tmp_path)
+    finally: server.server_close()
+
+
+def test_densedepth_stage_end_to_end(nyu, dataset):
+    from depthseg.composites import make_composites
+    make_composites(dataset, positions=1, backgrounds=1, foregrounds=2, progress=False)
+    meta = make_depth(dataset, weights=str(nyu[0]), resolution='64x64', batch_size=2, progress=False)
+    assert meta['backend'] == 'densedepth' and meta['weights_sha256'] == file_sha256(nyu[0])
+    from PIL import Image
+    for r in read_csv(dataset/'manifest.csv'):
+        im = Image.open(dataset/depth_paths(r)[0]); assert (im.mode, im.size) == ('L', (224, 224))
+
+
+def tiny_depth_anything(path):
+    import keras_hub
+    enc = keras_hub.models.DINOV2Backbone(patch_size=14, num_layers=4, hidden_dim=32, num_heads=2, intermediate_dim=128,
+                                           image_shape=(112, 112, 3), position_embedding_shape=(518, 518))
+    bb = keras_hub.models.DepthAnythingBackbone(image_encoder=enc, reassemble_factors=[4, 2, 1, 0.5],
+        neck_hidden_dims=[16, 32, 64, 128], fusion_hidden_dim=128, head_hidden_dim=16, head_in_index=-1,
+        feature_keys=['stage1', 'stage2', 'stage3', 'stage4'])
+    keras_hub.models.DepthAnythingDepthEstimator(backbone=bb, depth_estimation_type='relative').save(path)
+    return path
+
+
+def test_kill_and_resume_depth(dataset, tmp_path):
+    from depthseg.composites import make_composites
+    make_composites(dataset, positions=3, backgrounds=2, progress=False)
+    tiny = tiny_depth_anything(tmp_path/'tiny.keras')
+    clean = Path(shutil.copytree(dataset, tmp_path/'clean'))
+    args = ['--backend', 'depth_anything', '--weights', str(tiny), '--batch-size', '4', '--full-precision']
+    subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(clean), *args], check=True, capture_output=True)
+    proc = subprocess.Popen([sys.executable, '-m', 'depthseg.cli', 'depth', str(dataset), *args], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (dataset/'bgfg_depth').exists() and sum(1 for _ in (dataset/'bgfg_depth').rglob('*.png')) >= 20: break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    n_rows = len(read_csv(dataset/'manifest.csv'))
+    assert sum(1 for _ in (dataset/'bgfg_depth').rglob('*.png')) < n_rows, 'finished before it could be killed'
+    subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(dataset), *args], check=True, capture_output=True)
+    for folder in ('bgfg_depth', 'bgfg_depth16'):
+        files = sorted(p.relative_to(dataset) for p in (dataset/folder).rglob('*.png'))
+        assert len(files) == n_rows and not list((dataset/folder).rglob('.*.tmp'))
+        assert all((dataset/f).read_bytes() == (clean/f).read_bytes() for f in files), folder
+    assert (dataset/'depth.json').read_bytes() == (clean/'depth.json').read_bytes()
