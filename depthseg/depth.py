@@ -133,6 +133,7 @@ class DepthBackend:
     scale: float | None = None  # calibration constant of a relative backend, set by `calibrate`
     far_limit: str = ''       # what the stored maximum means, in words
     preprocess: Callable = field(default=None, repr=False)
+    _compiled: Callable | None = field(default=None, repr=False, init=False)
 
     def raw(self, images):
         "Model output for uint8 `images` (B, h, w, 3), at the model's resolution: depth/10 m or inverse depth."
@@ -148,6 +149,13 @@ class DepthBackend:
             if self.scale is None: raise ValueError(f'{self.name}: call calibrate() first: a relative backend needs a global scale')
             y = tf.clip_by_value(self.scale / tf.maximum(y, 1e-6), 0, 1)
         return tf.image.resize(y, tf.shape(images)[1:3])
+
+    def compiled(self) -> Callable:
+        "`run` as a `tf.function`, traced once per backend and reused by every call of the stage."
+        if self._compiled is None:
+            import tensorflow as tf
+            self._compiled = tf.function(self.run, reduce_retracing=True)
+        return self._compiled
 
     def calibrate(self, images, percentile: float = 1.0):
         "Set the global scale of a relative backend from sample `images`: the `percentile` of their inverse depth."
@@ -209,7 +217,7 @@ def _encode_maps(depth: np.ndarray, fmt: str, full_precision: bool):
 
 def make_depth(
     dataset, # dataset folder with `manifest.csv` and the composites
-    backend:str='densedepth', # 'densedepth' (reference) or 'depth_anything' (KerasHub)
+    backend:str='densedepth', # 'densedepth' (reference), 'depth_anything' (KerasHub), or a `DepthBackend` already built
     weights:str|None=None, # weights file or URL: DenseDepth's `nyu.h5`, or a Depth Anything `.keras` file
     preset:str|None=None, # KerasHub preset name for depth_anything, e.g. 'depth_anything_v2_small' (needs internet)
     resolution:str|None=None, # inference size as HxW, e.g. '480x640' (DenseDepth default) or '224x224' (6x faster)
@@ -228,7 +236,8 @@ def make_depth(
     rows = read_csv(dataset/'manifest.csv')[:limit]
     res = tuple(int(v) for v in resolution.lower().split('x')) if resolution else None
     if tf.config.list_physical_devices('GPU'): import keras; keras.mixed_precision.set_global_policy('mixed_float16')
-    if backend == 'densedepth':
+    if isinstance(backend, DepthBackend): model = backend
+    elif backend == 'densedepth':
         if not weights: raise ValueError(NO_WEIGHTS)
         model = densedepth_backend(weights, res or (480, 640))
     elif backend == 'depth_anything': model = depth_anything_backend(preset, weights, res)
@@ -254,7 +263,7 @@ def make_depth(
     order = [i for b in todo for i in b]
     ds = (tf.data.Dataset.from_tensor_slices([str(dataset/rows[i]['image']) for i in order] or [''])
           .take(len(order)).map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2))
-    infer = tf.function(model.run, reduce_retracing=True)
+    infer = model.compiled()
     def write(i, depth):
         for path, data in zip(outs[i], _encode_maps(depth, fmt, full_precision)):
             if not path.exists(): atomic_write(path, data)
