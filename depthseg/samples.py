@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 # %% auto #0
-__all__ = ['SKIN', 'ROOM_SIZES', 'sample_dir', 'draw_room', 'draw_person', 'draw_dog', 'make_samples']
+__all__ = ['SKIN', 'ROOM_SIZES', 'PROVENANCE', 'sample_dir', 'draw_room', 'draw_person', 'draw_dog', 'make_samples']
 
 # %% ../nbs/98_samples.ipynb #3ead59de
 def sample_dir(kind: str) -> Path:
@@ -136,3 +136,12 @@ def make_samples(out, n_backgrounds=10, n_people=8, n_dogs=2):
         _save(draw_room(i, ROOM_SIZES[i % len(ROOM_SIZES)]), out/f'backgrounds/room_{i:02d}.jpg', 'JPEG', quality=88)
     for i in range(n_people): _save(draw_person(i), out/f'foregrounds/person_{i:02d}.png', 'PNG', optimize=True)
     for i in range(n_dogs): _save(draw_dog(i), out/f'foregrounds/dog_{i:02d}.png', 'PNG', optimize=True)
+    (out/'PROVENANCE.md').write_text(PROVENANCE)
+
+PROVENANCE = '''# Sample data provenance
+
+Every image here was drawn by code, not photographed or downloaded: `depthseg.samples.make_samples` with its
+default arguments (seeded NumPy random streams and Pillow drawing) writes exactly these files. They carry
+the project's licence (Apache-2.0). Backgrounds: `draw_room`, JPEG quality 88. Foregrounds: `draw_person`
+and `draw_dog`, RGBA PNG. Regenerate with `python -c "from depthseg.samples import make_samples; make_samples('depthseg/sample_data')"`.
+'''
