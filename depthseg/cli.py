@@ -17,6 +17,7 @@ from .core import BadInput, RejectedInputs
 from .depth import NO_WEIGHTS, make_depth
 from .foregrounds import prepare_foregrounds
 from .samples import sample_dir
+from .stats import write_card
 
 # %% auto #0
 __all__ = ['COMMANDS', 'demo', 'add_command', 'parser', 'main']
@@ -29,17 +30,18 @@ def demo(
     workers:int|None=None, # worker processes (default: all cores)
     progress:bool=True, # show progress bars and summaries
 ):
-    "Build a small dataset from the embedded sample data: backgrounds, foregrounds, masks, composites and depth."
+    "Build a small dataset from the embedded sample data: backgrounds, foregrounds, masks, composites, depth and its card."
     prepare_backgrounds(sample_dir('backgrounds'), out, progress=progress)
     prepare_foregrounds(sample_dir('foregrounds'), out, progress=progress)
     report = make_composites(out, positions=positions, workers=workers, progress=progress)
     if weights: make_depth(out, weights=weights, progress=progress)
     elif progress: print(f'depth: skipped, no pretrained weights here. {NO_WEIGHTS}')
+    write_card(out, workers=workers, progress=progress)
     return report
 
 # %% ../nbs/99_cli.ipynb #8c9cc485
 COMMANDS = {'backgrounds': prepare_backgrounds, 'foregrounds': prepare_foregrounds,
-            'composites': make_composites, 'depth': make_depth, 'demo': demo}
+            'composites': make_composites, 'depth': make_depth, 'stats': write_card, 'demo': demo}
 
 def _arg_type(hint):
     "The type argparse converts a value to, from a type hint such as `int | None`."

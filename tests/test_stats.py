@@ -1,0 +1,45 @@
+"Statistics and card end to end: every set equals NumPy on all its images at once; the card matches the files."
+import json, shutil, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from depthseg.composites import make_composites
+from depthseg.stats import dataset_stats, normalization
+
+
+def test_every_set_equals_numpy(dataset):
+    make_composites(dataset, positions=2, backgrounds=5, progress=False)
+    for src in (dataset/'bgfg_mask').iterdir():  # stand-in depth maps: one-channel PNGs where depth maps go
+        shutil.copytree(src, dataset/'bgfg_depth'/src.name)
+    stats = dataset_stats(dataset, workers=2, progress=False)
+    sets = {'bg': 'bg/*.jpg', 'fg_mask': 'fg_mask/*.png', 'bgfg': 'bgfg/*/*.jpg', 'bgfg_mask': 'bgfg_mask/*/*.png',
+            'bgfg_depth': 'bgfg_depth/*/*.png'}
+    for name, pattern in sets.items():
+        arrays = [np.asarray(Image.open(p)) for p in sorted(dataset.glob(pattern))]
+        pixels = np.concatenate([a.reshape(-1, 1 if a.ndim == 2 else a.shape[2]) for a in arrays]) / 255
+        np.testing.assert_allclose(stats[name].mean, pixels.mean(0), atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(stats[name].std, pixels.std(0), atol=1e-6, err_msg=name)
+        assert stats[name].images == len(arrays)
+        assert stats[name].nbytes == sum(p.stat().st_size for p in dataset.glob(pattern))
+    fg = [np.asarray(Image.open(p)) for p in sorted(dataset.glob('fg/*.png'))]
+    opaque = np.concatenate([a[a[..., 3] == 255][:, :3] for a in fg]) / 255
+    np.testing.assert_allclose(stats['fg'].mean, opaque.mean(0), atol=1e-6)
+    np.testing.assert_allclose(stats['fg'].std, opaque.std(0), atol=1e-6)
+
+
+def test_stats_command_writes_the_card(dataset):
+    make_composites(dataset, positions=1, progress=False)
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'stats', str(dataset)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    card = json.loads((dataset/'dataset.json').read_text())
+    assert card['sets']['bgfg']['images'] == len(list(dataset.glob('bgfg/*/*.jpg'))) == 10 * 10 * 2
+    assert card['sets']['bgfg']['dimensions'] == {'224x224x3': 200}
+    assert card['composites']['seed'] == 0 and card['versions']['depthseg']
+    md = (dataset/'DATASET.md').read_text()
+    assert '## Composites (bgfg)' in md and 'Number of images: 200' in md
+    for pic in ('samples', 'histograms', 'placements'):
+        with Image.open(dataset/f'card/{pic}.png') as im: assert im.format == 'PNG' and im.width > 100
+    mean, std = normalization(dataset, 'bgfg')
+    assert mean == card['sets']['bgfg']['mean'] and std == card['sets']['bgfg']['std']
