@@ -105,7 +105,7 @@ def tiny_depth_anything(path):
 
 def test_kill_and_resume_depth(dataset, tmp_path):
     from depthseg.composites import make_composites
-    make_composites(dataset, positions=3, backgrounds=2, progress=False)
+    make_composites(dataset, positions=5, backgrounds=2, progress=False)
     tiny = tiny_depth_anything(tmp_path/'tiny.keras')
     clean = Path(shutil.copytree(dataset, tmp_path/'clean'))
     args = ['--backend', 'depth_anything', '--weights', str(tiny), '--batch-size', '4', '--full-precision']
@@ -114,7 +114,7 @@ def test_kill_and_resume_depth(dataset, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if (dataset/'bgfg_depth').exists() and sum(1 for _ in (dataset/'bgfg_depth').rglob('*.png')) >= 20: break
+        if (dataset/'bgfg_depth').exists() and sum(1 for _ in (dataset/'bgfg_depth').rglob('*.png')) >= 8: break
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL); proc.wait()
     n_rows = len(read_csv(dataset/'manifest.csv'))
