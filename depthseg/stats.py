@@ -141,7 +141,7 @@ def _markdown(card: dict) -> str:
 def _sample_sheet(dataset: Path, rows: list[dict], path: Path):
     import matplotlib.pyplot as plt
     from depthseg.depth import depth_paths
-    picks = rows[::max(1, len(rows) // 4)][:4]
+    picks = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), min(4, len(rows)), replace=False))]
     cols = ['bg', 'fg', 'fg_mask', 'bgfg', 'bgfg_mask'] + (['bgfg_depth'] if (dataset/'bgfg_depth').exists() else [])
     fig, axs = plt.subplots(len(picks), len(cols), figsize=(2 * len(cols), 2 * len(picks)), squeeze=False, dpi=80)
     for r, ax_row in zip(picks, axs):
