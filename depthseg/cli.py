@@ -16,6 +16,7 @@ from .composites import make_composites
 from .core import BadInput, RejectedInputs
 from .depth import NO_WEIGHTS, make_depth
 from .foregrounds import prepare_foregrounds
+from .pack import pack, pull, push
 from .samples import sample_dir
 from .stats import write_card
 
@@ -41,7 +42,8 @@ def demo(
 
 # %% ../nbs/99_cli.ipynb #8c9cc485
 COMMANDS = {'backgrounds': prepare_backgrounds, 'foregrounds': prepare_foregrounds,
-            'composites': make_composites, 'depth': make_depth, 'stats': write_card, 'demo': demo}
+            'composites': make_composites, 'depth': make_depth, 'stats': write_card,
+            'pack': pack, 'push': push, 'pull': pull, 'demo': demo}
 
 def _arg_type(hint):
     "The type argparse converts a value to, from a type hint such as `int | None`."
@@ -74,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     "Run `depthseg` with `argv` (default: the command line); return the exit code."
     args = vars(parser().parse_args(argv))
     fn = args.pop('fn')
-    try: fn(**args)
+    try: result = fn(**args)
     except (BadInput, RejectedInputs, FileNotFoundError, ValueError) as e:
         print(f'depthseg {fn.__name__}: error: {e}', file=sys.stderr); return 1
-    return 0
+    return 0 if getattr(result, 'ok', True) else 1  # e.g. a pull with missing or damaged shards
 
 # %% ../nbs/99_cli.ipynb #b04761c2
 if __name__ == '__main__': sys.exit(main())
