@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'IMAGE_SIGNATURES', 'BadInput', 'iter_sources', 'decode_image', 'has_alpha', 'to_rgb',
            'to_rgba', 'atomic_write', 'atomic_open', 'remove_temporaries', 'write_csv', 'read_csv', 'sha256',
-           'parallel_map', 'RejectedInputs', 'StageReport', 'prepare_images']
+           'file_sha256', 'parallel_map', 'RejectedInputs', 'StageReport', 'prepare_images']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 class BadInput(ValueError):
@@ -150,6 +150,13 @@ def read_csv(path) -> list[dict]:
 def sha256(data: bytes) -> str:
     "Hex SHA-256 digest of `data`."
     return hashlib.sha256(data).hexdigest()
+
+def file_sha256(path, chunk=2**20) -> str:
+    "Hex SHA-256 of the file at `path`, read in chunks."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while b := f.read(chunk): h.update(b)
+    return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #1971fe69
 def parallel_map(fn: Callable, items: Iterable, workers: int | None = None, init: Callable | None = None, initargs=(),

@@ -17,12 +17,12 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .core import atomic_write, read_csv
+from .core import atomic_write, file_sha256, read_csv
 
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'NO_WEIGHTS', 'gpu_summary', 'densedepth_model',
-           'load_densedepth', 'file_sha256', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess',
-           'densedepth_backend', 'depth_anything_backend', 'depth_paths', 'make_depth']
+           'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend',
+           'depth_anything_backend', 'depth_paths', 'make_depth']
 
 # %% ../nbs/04_depth.ipynb #cf3e4bb5
 def gpu_summary() -> str:
@@ -98,13 +98,6 @@ def load_densedepth(path):
 
 # %% ../nbs/04_depth.ipynb #524f318f
 CACHE = Path(os.environ.get('DEPTHSEG_CACHE', Path.home()/'.cache'/'depthseg'))
-
-def file_sha256(path, chunk=2**20) -> str:
-    "Hex SHA-256 of the file at `path`, read in chunks."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while b := f.read(chunk): h.update(b)
-    return h.hexdigest()
 
 def fetch_weights(src, sha256: str | None = None, cache=None) -> Path:
     "Local path of weights `src` (a path or an http(s) URL, downloaded once into `cache`), checked against `sha256`."

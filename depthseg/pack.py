@@ -12,11 +12,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .core import BadInput, atomic_open, atomic_write, parallel_map
+from .core import BadInput, atomic_open, atomic_write, file_sha256, parallel_map
 
 # %% auto #0
-__all__ = ['INDEX', 'CARD_FILES', 'DRIVE_ID', 'plan_shards', 'pack', 'file_sha256', 'push', 'check_members', 'extract_shard',
-           'PullReport', 'pull', 'in_colab', 'mount_drive', 'default_paths']
+__all__ = ['INDEX', 'CARD_FILES', 'DRIVE_ID', 'plan_shards', 'pack', 'push', 'check_members', 'extract_shard', 'PullReport',
+           'pull', 'in_colab', 'mount_drive', 'default_paths']
 
 # %% ../nbs/06_pack.ipynb #7abdc74d
 INDEX = 'index.json'
@@ -75,13 +75,6 @@ def pack(
     return index
 
 # %% ../nbs/06_pack.ipynb #bb4fee85
-def file_sha256(path, chunk=2**20) -> str:
-    "Hex SHA-256 of the file at `path`, read in chunks."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while b := f.read(chunk): h.update(b)
-    return h.hexdigest()
-
 def _read_index(folder: Path) -> dict:
     try: index = json.loads((folder/INDEX).read_text())
     except (OSError, ValueError) as e: raise BadInput(folder/INDEX, f'no readable shard index ({e})') from None

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from depthseg.core import read_csv
-from depthseg.depth import depth_paths, fetch_weights, file_sha256, load_densedepth, make_depth
+from depthseg.core import file_sha256
+from depthseg.depth import depth_paths, fetch_weights, load_densedepth, make_depth
 
 
 def reference_nyu_h5(path):

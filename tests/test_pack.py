@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from depthseg.composites import make_composites
-from depthseg.pack import INDEX, file_sha256, pack, pull, push
+from depthseg.core import file_sha256
+from depthseg.pack import INDEX, pack, pull, push
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
