@@ -2,7 +2,7 @@
 
     python benchmarks/pack.py DATASET [--shard-size 1000000000] [--workdir DIR]
 """
-import argparse, shutil, subprocess, tempfile, time
+import argparse, subprocess, tempfile, time
 from pathlib import Path
 
 from depthseg.pack import pack, pull, push
@@ -29,7 +29,7 @@ def main():
             ('pull (check + parallel extract)', timed(lambda: pull(work/'drive', work/'local', progress=False)))]
     print(f'\n{len(files):,} files, {mb:,.0f} MB; shards of {args.shard_size / 1e6:,.0f} MB')
     for name, s in rows: print(f'  {name:34s} {s:7.1f} s  {mb / s:8.1f} MB/s')
-    shutil.rmtree(work)
+    print(f'(outputs left in {work}: deleting a large tree right before a run slows this disk, so delete them later)')
 
 
 if __name__ == '__main__': main()

@@ -7,6 +7,7 @@ Docs: https://depthseg.github.io/depthseg/pack.html.md"""
 # %% ../nbs/06_pack.ipynb #2db44b22
 from __future__ import annotations
 import hashlib, io, json, os, re, shutil, sys, tarfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,14 +126,15 @@ def check_members(tar: tarfile.TarFile, shard: str) -> list[tarfile.TarInfo]:
     return members
 
 def extract_shard(task) -> tuple[str, str | None]:
-    "Extract shard `path` into `dest` after checking every member; return (shard name, problem or None)."
-    path, dest = map(Path, task)
+    "Extract part `k` of `n` of shard `path` into `dest`, after checking all its members; return (shard name, problem or None)."
+    path, dest, k, n = task
+    path, dest, made = Path(path), Path(dest), set()
     try:
         with tarfile.open(path) as tar:
-            for m in check_members(tar, path.name):
-                if m.isdir(): continue
+            files = [m for m in check_members(tar, path.name) if m.isfile()]
+            for m in files[k * len(files) // n:(k + 1) * len(files) // n]:
                 target = dest/m.name
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.parent not in made: target.parent.mkdir(parents=True, exist_ok=True); made.add(target.parent)
                 atomic_write(target, tar.extractfile(m).read())
     except BadInput as e: return path.name, e.reason
     except (tarfile.TarError, OSError) as e: return path.name, f'unreadable archive ({e})'
@@ -188,11 +190,17 @@ def pull(
         elif not path.exists(): report.missing.append(s['name'])
         elif path.stat().st_size != s['bytes'] or file_sha256(path) != s['sha256']:
             report.damaged[s['name']] = 'checksum differs from the index (truncated or corrupt)'
-        else: todo.append((str(path), str(dest)))
-    sha = {s['name']: s['sha256'] for s in index['shards']}
-    for name, problem in parallel_map(extract_shard, todo, workers, desc='extract', unit='shard', progress=progress, total=len(todo)):
-        if problem: report.damaged[name] = problem
-        else: atomic_write(done_dir/f'{name}.done', sha[name].encode()); report.extracted.append(name)
+        else: todo.append(str(path))
+    sha, workers = {s['name']: s['sha256'] for s in index['shards']}, workers or os.cpu_count() or 1
+    parts = -(-2 * workers // max(len(todo), 1))  # split shards so every worker stays busy
+    tasks = [(p, str(dest), k, parts) for p in todo for k in range(parts)]
+    problems, left = {}, Counter(Path(p).name for p, *_ in tasks)
+    for name, problem in parallel_map(extract_shard, tasks, workers, desc='extract', unit='part', progress=progress, total=len(tasks)):
+        if problem: problems[name] = problem
+        left[name] -= 1
+        if not left[name]:
+            if name in problems: report.damaged[name] = problems[name]
+            else: atomic_write(done_dir/f'{name}.done', sha[name].encode()); report.extracted.append(name)
     report.extracted.sort()
     if report.ok: shutil.rmtree(done_dir/'download', ignore_errors=True)
     if progress: print(report)
