@@ -35,7 +35,7 @@ def render_readme(nb=ROOT/'nbs/index.ipynb'):
     for cell in json.loads(nb.read_text())['cells']:
         src = ''.join(cell['source'])
         if cell['cell_type'] == 'markdown': parts.append(src)
-        elif not any(line.startswith('#| hide') or line.startswith('#| eval: false') for line in src.splitlines()):
+        elif not any(line.startswith(('#| hide', '#| eval: false', '#| echo: false')) for line in src.splitlines()):
             parts.append('```python\n' + '\n'.join(l for l in src.splitlines() if not l.startswith('#|')) + '\n```')
     return re.sub(r'\]\(([\w.-]+\.ipynb)\)', r'](nbs/\1)', '\n\n'.join(parts)) + '\n'
 
