@@ -14,6 +14,7 @@ from fastcore.docments import docments
 from .backgrounds import prepare_backgrounds
 from .composites import make_composites
 from .core import BadInput, RejectedInputs
+from .data import to_tfrecord
 from .depth import NO_WEIGHTS, make_depth
 from .foregrounds import prepare_foregrounds
 from .pack import pack, pull, push
@@ -43,7 +44,7 @@ def demo(
 # %% ../nbs/99_cli.ipynb #8c9cc485
 COMMANDS = {'backgrounds': prepare_backgrounds, 'foregrounds': prepare_foregrounds,
             'composites': make_composites, 'depth': make_depth, 'stats': write_card,
-            'pack': pack, 'push': push, 'pull': pull, 'demo': demo}
+            'pack': pack, 'push': push, 'pull': pull, 'tfrecord': to_tfrecord, 'demo': demo}
 
 def _arg_type(hint):
     "The type argparse converts a value to, from a type hint such as `int | None`."
