@@ -17,7 +17,8 @@ from .depth import depth_paths
 from .stats import normalization
 
 # %% auto #0
-__all__ = ['SPLITS', 'FILE_FEATURES', 'TFRECORD_SCHEMA', 'INT_FEATURES', 'split_sources', 'load', 'to_tfrecord', 'read_tfrecords']
+__all__ = ['SPLITS', 'FILE_FEATURES', 'TFRECORD_SCHEMA', 'INT_FEATURES', 'split_sources', 'compose_tf', 'load', 'to_tfrecord',
+           'read_tfrecords']
 
 # %% ../nbs/07_data.ipynb #1c017480
 SPLITS = ('train', 'val', 'test')
@@ -35,7 +36,8 @@ def split_sources(dataset, by: str = 'bg', seed: int = 0, fractions=(0.8, 0.1, 0
 # %% ../nbs/07_data.ipynb #bad3cf58
 def _norm(dataset, name, normalize):
     if not normalize: return np.zeros(3, np.float32), np.ones(3, np.float32)
-    mean, std = normalization(dataset, name)
+    try: mean, std = normalization(dataset, name)
+    except KeyError: mean, std = normalization(dataset, 'bg')  # composites not stored: the backgrounds' figures are close
     return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 def _decoder(dataset: Path, size, normalize: bool, depth: bool):
@@ -43,11 +45,11 @@ def _decoder(dataset: Path, size, normalize: bool, depth: bool):
     import tensorflow as tf
     (bm, bs), (im, is_) = _norm(dataset, 'bg', normalize), _norm(dataset, 'bgfg', normalize)
     def rgb(data, mean, std):
-        x = tf.cast(tf.io.decode_jpeg(data, channels=3), tf.float32) / 255
+        x = tf.cast(data if data.dtype == tf.uint8 else tf.io.decode_jpeg(data, channels=3), tf.float32) / 255
         if size: x = tf.image.resize(x, size)
         return (x - mean) / std
     def gray(data, method='bilinear'):
-        x = tf.image.convert_image_dtype(tf.io.decode_png(data, channels=1, dtype=tf.uint16), tf.float32)
+        x = tf.image.convert_image_dtype(data if data.dtype == tf.uint8 else tf.io.decode_png(data, channels=1, dtype=tf.uint16), tf.float32)
         return tf.image.resize(x, size, method=method) if size else x
     def decode(ex):
         out = dict(id=ex['id'], bg_id=ex['bg_id'], fg_id=ex['fg_id'], bg=rgb(ex['bg'], bm, bs),
@@ -67,6 +69,37 @@ def _folder_paths(dataset: Path, rows: list[dict], depth: bool):
     if depth: cols['depth'] = [str(dataset/depth_paths(r)[0]) for r in rows]
     return tf.data.Dataset.from_tensor_slices(cols)
 
+def _manifest_paths(dataset: Path, rows: list[dict], depth: bool):
+    "What rebuilding `rows` needs: background, foreground and its mask, placement (and depth map)."
+    import tensorflow as tf
+    num = lambda fg: fg.rsplit('_', 1)[1]
+    cols = dict(id=[r['id'] for r in rows], bg_id=[r['bg'] for r in rows], fg_id=[r['fg'] for r in rows],
+                bg=[str(dataset/f"bg/{r['bg']}.jpg") for r in rows], fg=[str(dataset/f"fg/{r['fg']}.png") for r in rows],
+                fg_mask=[str(dataset/f"fg_mask/fg_mask_{num(r['fg'])}.png") for r in rows],
+                x=[int(r['x']) for r in rows], y=[int(r['y']) for r in rows], flip=[r['flip'] == '1' for r in rows])
+    if depth: cols['depth'] = [str(dataset/depth_paths(r)[0]) for r in rows]
+    return tf.data.Dataset.from_tensor_slices(cols)
+
+def compose_tf(bg, fg, fg_mask, x, y, flip):
+    "Composite (uint8 RGB) and mask (uint8 0/255) of RGBA `fg` pasted on `bg` at (`x`, `y`), mirrored if `flip`: `compose` in TensorFlow."
+    import tensorflow as tf
+    fg, fg_mask = tf.cond(flip, lambda: (tf.image.flip_left_right(fg), tf.image.flip_left_right(fg_mask)), lambda: (fg, fg_mask))
+    H, W = tf.shape(bg)[0], tf.shape(bg)[1]
+    place = lambda t: tf.image.pad_to_bounding_box(t, tf.cast(y, tf.int32), tf.cast(x, tf.int32), H, W)
+    f = tf.cast(place(fg), tf.float32); a = f[..., 3:] / 255
+    image = tf.cast(tf.round(f[..., :3] * a + tf.cast(bg, tf.float32) * (1 - a)), tf.uint8)
+    return image, place(fg_mask)
+
+def _rebuild(ex):
+    "An example of the manifest layout, its composite and mask rebuilt and re-encoded losslessly for the decoder."
+    import tensorflow as tf
+    bg = tf.io.decode_jpeg(tf.io.read_file(ex['bg']), channels=3)
+    image, mask = compose_tf(bg, tf.io.decode_png(tf.io.read_file(ex['fg']), channels=4),
+                             tf.io.decode_png(tf.io.read_file(ex['fg_mask']), channels=1), ex['x'], ex['y'], ex['flip'])
+    out = dict(id=ex['id'], bg_id=ex['bg_id'], fg_id=ex['fg_id'], bg=bg, image=image, mask=mask)
+    if 'depth' in ex: out['depth'] = tf.io.read_file(ex['depth'])
+    return out
+
 def _read_files(ex):
     import tensorflow as tf
     return {k: tf.io.read_file(v) if k in FILE_FEATURES else v for k, v in ex.items()}
@@ -82,30 +115,32 @@ def load(
     shuffle:bool|None=None, # shuffle each epoch (default: for the train split only)
     normalize:bool=True, # scale `bg` and `image` with the dataset's mean and std
     depth:bool=True, # include the depth maps
-    source:str='folder', # 'folder' or 'tfrecord'
+    source:str='folder', # 'folder', 'on_the_fly' (composites rebuilt from the manifest) or 'tfrecord'
 ):
     "A `tf.data.Dataset` of dicts (`bg`, `image`, `mask`, `depth`, ids) for `split` of a depthseg dataset."
     import tensorflow as tf
     path = Path(path)
-    dataset = path if source == 'folder' else Path(json.loads((path/TFRECORD_SCHEMA).read_text())['dataset_folder'])
+    dataset = path if source != 'tfrecord' else Path(json.loads((path/TFRECORD_SCHEMA).read_text())['dataset_folder'])
     if split != 'all' and split not in SPLITS: raise ValueError(f'split must be one of {SPLITS} or "all", not {split!r}')
     keep = split_sources(dataset, by, seed, fractions)
     col = 'bg' if by == 'bg' else 'fg'
-    if source == 'folder':
+    if source in ('folder', 'on_the_fly'):
         rows = [r for r in read_csv(dataset/'manifest.csv') if split == 'all' or keep[r[col]] == split]
         if depth and rows and not (dataset/depth_paths(rows[0])[0]).exists():
             raise FileNotFoundError(f'{dataset}: no depth maps; run `depthseg depth` first, or load(..., depth=False)')
-        ds, buffer = _folder_paths(dataset, rows, depth), max(len(rows), 1)  # paths: a full shuffle costs little
+        paths = _folder_paths if source == 'folder' else _manifest_paths
+        ds, buffer = paths(dataset, rows, depth), max(len(rows), 1)  # paths: a full shuffle costs little
     elif source == 'tfrecord':
         ds = read_tfrecords(path, depth)
         if split != 'all':
             ids = tf.constant(sorted(k for k, v in keep.items() if v == split))
             ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex[f'{col}_id'], ids)))
         buffer = 2048  # records hold the images: a bounded buffer
-    else: raise ValueError(f"source must be 'folder' or 'tfrecord', not {source!r}")
+    else: raise ValueError(f"source must be 'folder', 'on_the_fly' or 'tfrecord', not {source!r}")
     if shuffle if shuffle is not None else split == 'train':
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if source == 'folder': ds = ds.map(_read_files, num_parallel_calls=tf.data.AUTOTUNE)
+    if source == 'on_the_fly': ds = ds.map(_rebuild, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(_decoder(dataset, size, normalize, depth), num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size: ds = ds.batch(batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -63,3 +63,15 @@ def test_keras_fit_one_epoch(demo_ds):
         lambda ex: ({'bg': ex['bg'], 'image': ex['image']}, {'mask': ex['mask'], 'depth': ex['depth']}))
     history = model.fit(train, epochs=1, verbose=0)
     assert np.isfinite(history.history['loss'][0])
+
+
+def test_on_the_fly_equals_stored(demo_ds, tmp_path):
+    import shutil
+    lean = shutil.copytree(demo_ds, tmp_path/'lean', ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask'))
+    stored = {x['id'].numpy(): x for x in load(demo_ds, 'val', batch_size=None, normalize=False)}
+    fly = {x['id'].numpy(): x for x in load(lean, 'val', batch_size=None, normalize=False, source='on_the_fly')}
+    assert fly.keys() == stored.keys() and fly
+    for k in stored:
+        np.testing.assert_array_equal(fly[k]['mask'].numpy(), stored[k]['mask'].numpy())
+        np.testing.assert_array_equal(fly[k]['depth'].numpy(), stored[k]['depth'].numpy())
+        assert np.abs(fly[k]['image'].numpy() - stored[k]['image'].numpy()).mean() < 2 / 255  # JPEG error only
