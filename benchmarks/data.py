@@ -1,0 +1,39 @@
+"""Examples per second that `depthseg.data.load` delivers to a training loop, per source, on this machine (not a test).
+
+    python benchmarks/data.py [--positions 4] [--batch-size 32] [--size 224]
+"""
+import argparse, shutil, tempfile, time
+from pathlib import Path
+
+from depthseg.cli import demo
+from depthseg.data import load, to_tfrecord
+
+
+def rate(ds, epochs=2):
+    n, t = 0, None
+    for epoch in range(epochs + 1):  # the first epoch warms up (tracing, file cache)
+        if epoch == 1: t, n = time.perf_counter(), 0
+        for batch in ds: n += int(batch['image'].shape[0])
+    return n / (time.perf_counter() - t)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--positions', type=int, default=4)
+    ap.add_argument('--batch-size', type=int, default=32)
+    ap.add_argument('--size', type=int, default=224)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix='depthseg-data-bench-'))
+    ds = root/'dataset'
+    demo(ds, positions=args.positions, progress=False)
+    to_tfrecord(ds, root/'tfrecord', progress=False)
+    lean = shutil.copytree(ds, root/'lean', ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask'))
+    kw = dict(split='all', batch_size=args.batch_size, size=(args.size, args.size), depth=False, shuffle=True)
+    rows = [('folder', rate(load(ds, **kw))), ('tfrecord', rate(load(root/'tfrecord', source='tfrecord', **kw))),
+            ('on the fly (manifest layout)', rate(load(lean, source='on_the_fly', **kw)))]
+    print(f'\nload(): batches of {args.batch_size} at {args.size}x{args.size}, bg + image + mask, demo with {args.positions} positions')
+    for name, r in rows: print(f'  {name:30s} {r:8.0f} examples/s')
+    shutil.rmtree(root)
+
+
+if __name__ == '__main__': main()
