@@ -7,6 +7,7 @@ from pathlib import Path
 
 from depthseg.cli import demo
 from depthseg.data import load, to_tfrecord
+from depthseg.pack import pack
 
 
 def rate(ds, epochs=2):
@@ -27,9 +28,11 @@ def main():
     ds = root/'dataset'
     demo(ds, positions=args.positions, progress=False)
     to_tfrecord(ds, root/'tfrecord', progress=False)
+    pack(ds, root/'packed', progress=False)
     lean = shutil.copytree(ds, root/'lean', ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask'))
     kw = dict(split='all', batch_size=args.batch_size, size=(args.size, args.size), depth=False, shuffle=True)
-    rows = [('folder', rate(load(ds, **kw))), ('tfrecord', rate(load(root/'tfrecord', source='tfrecord', **kw))),
+    rows = [('folder', rate(load(ds, **kw))), ('tar shards, in place', rate(load(root/'packed', source='shards', **kw))),
+            ('tfrecord', rate(load(root/'tfrecord', source='tfrecord', **kw))),
             ('on the fly (manifest layout)', rate(load(lean, source='on_the_fly', **kw)))]
     print(f'\nload(): batches of {args.batch_size} at {args.size}x{args.size}, bg + image + mask, demo with {args.positions} positions')
     for name, r in rows: print(f'  {name:30s} {r:8.0f} examples/s')

@@ -100,12 +100,52 @@ def _rebuild(ex):
     if 'depth' in ex: out['depth'] = tf.io.read_file(ex['depth'])
     return out
 
+def _shard_members(folder: Path) -> dict[str, tuple[str, int, int]]:
+    "Where each file of the packed dataset in `folder` lies: member name -> (shard path, byte offset, size)."
+    import tarfile
+    index, out = json.loads((folder/'index.json').read_text()), {}
+    for s in index['shards']:
+        with tarfile.open(folder/s['name']) as tar:
+            for m in tar.getmembers():
+                if m.isfile(): out[m.name] = (str(folder/s['name']), m.offset_data, m.size)
+    return out
+
+def _unpack_tables(folder: Path, members: dict) -> Path:
+    "The dataset's small tables (manifest, sources, card) copied out of its shards into `folder/.tables`, once."
+    meta = folder/'.tables'
+    for name, (shard, offset, size) in members.items():
+        if '/' in name or (meta/name).exists(): continue
+        meta.mkdir(exist_ok=True)
+        with open(shard, 'rb') as f: f.seek(offset); atomic_write(meta/name, f.read(size))
+    return meta
+
+def _shard_paths(members: dict, rows: list[dict], depth: bool):
+    "Shard, offset and size of each file of `rows`, one dict per example."
+    import tensorflow as tf
+    files = dict(bg=lambda r: f"bg/{r['bg']}.jpg", image=lambda r: r['image'], mask=lambda r: r['mask'])
+    if depth: files['depth'] = lambda r: depth_paths(r)[0]
+    cols = dict(id=[r['id'] for r in rows], bg_id=[r['bg'] for r in rows], fg_id=[r['fg'] for r in rows])
+    for k, name in files.items():
+        where = [members[name(r)] for r in rows]
+        cols |= {k: [w[0] for w in where], f'{k}_at': [w[1] for w in where], f'{k}_size': [w[2] for w in where]}
+    return tf.data.Dataset.from_tensor_slices(cols)
+
+def _read_range(path, offset, size):
+    with open(path, 'rb') as f: f.seek(int(offset)); return f.read(int(size))
+
+def _read_shard_files(ex):
+    import tensorflow as tf
+    out = {k: v for k, v in ex.items() if not k.endswith(('_at', '_size')) and k not in FILE_FEATURES}
+    for k in FILE_FEATURES:
+        if k in ex: out[k] = tf.reshape(tf.numpy_function(_read_range, [ex[k], ex[f'{k}_at'], ex[f'{k}_size']], tf.string), [])
+    return out
+
 def _read_files(ex):
     import tensorflow as tf
     return {k: tf.io.read_file(v) if k in FILE_FEATURES else v for k, v in ex.items()}
 
 def load(
-    path, # dataset folder (with `manifest.csv`), or the folder of TFRecord shards with `source='tfrecord'`
+    path, # dataset folder (with `manifest.csv`), or the folder of tar or TFRecord shards
     split:str='train', # 'train', 'val', 'test' or 'all'
     by:str='bg', # split by background ('bg') or by foreground ('fg')
     seed:int=0, # seed of the split and of the shuffle
@@ -115,16 +155,21 @@ def load(
     shuffle:bool|None=None, # shuffle each epoch (default: for the train split only)
     normalize:bool=True, # scale `bg` and `image` with the dataset's mean and std
     depth:bool=True, # include the depth maps
-    source:str='folder', # 'folder', 'on_the_fly' (composites rebuilt from the manifest) or 'tfrecord'
+    source:str='folder', # 'folder', 'shards' (packed by `depthseg pack`, read in place), 'on_the_fly' (rebuilt from the manifest) or 'tfrecord'
 ):
     "A `tf.data.Dataset` of dicts (`bg`, `image`, `mask`, `depth`, ids) for `split` of a depthseg dataset."
     import tensorflow as tf
     path = Path(path)
-    dataset = path if source != 'tfrecord' else Path(json.loads((path/TFRECORD_SCHEMA).read_text())['dataset_folder'])
+    if source == 'shards': members = _shard_members(path); dataset = _unpack_tables(path, members)
+    else: dataset = path if source != 'tfrecord' else Path(json.loads((path/TFRECORD_SCHEMA).read_text())['dataset_folder'])
     if split != 'all' and split not in SPLITS: raise ValueError(f'split must be one of {SPLITS} or "all", not {split!r}')
     keep = split_sources(dataset, by, seed, fractions)
     col = 'bg' if by == 'bg' else 'fg'
-    if source in ('folder', 'on_the_fly'):
+    if source == 'shards':
+        rows = [r for r in read_csv(dataset/'manifest.csv') if split == 'all' or keep[r[col]] == split]
+        if depth and rows and depth_paths(rows[0])[0] not in members: raise FileNotFoundError(f'{path}: the packed dataset has no depth maps')
+        ds, buffer = _shard_paths(members, rows, depth), max(len(rows), 1)
+    elif source in ('folder', 'on_the_fly'):
         rows = [r for r in read_csv(dataset/'manifest.csv') if split == 'all' or keep[r[col]] == split]
         if depth and rows and not (dataset/depth_paths(rows[0])[0]).exists():
             raise FileNotFoundError(f'{dataset}: no depth maps; run `depthseg depth` first, or load(..., depth=False)')
@@ -136,11 +181,12 @@ def load(
             ids = tf.constant(sorted(k for k, v in keep.items() if v == split))
             ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex[f'{col}_id'], ids)))
         buffer = 2048  # records hold the images: a bounded buffer
-    else: raise ValueError(f"source must be 'folder', 'on_the_fly' or 'tfrecord', not {source!r}")
+    else: raise ValueError(f"source must be 'folder', 'shards', 'on_the_fly' or 'tfrecord', not {source!r}")
     if shuffle if shuffle is not None else split == 'train':
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if source == 'folder': ds = ds.map(_read_files, num_parallel_calls=tf.data.AUTOTUNE)
     if source == 'on_the_fly': ds = ds.map(_rebuild, num_parallel_calls=tf.data.AUTOTUNE)
+    if source == 'shards': ds = ds.map(_read_shard_files, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.map(_decoder(dataset, size, normalize, depth), num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size: ds = ds.batch(batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)

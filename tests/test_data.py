@@ -6,6 +6,7 @@ from depthseg.cli import demo
 from depthseg.core import read_csv
 from depthseg.data import SPLITS, load, split_sources, to_tfrecord
 from depthseg.depth import make_depth
+from depthseg.pack import pack
 from test_depth import tiny_depth_anything
 
 
@@ -34,14 +35,16 @@ def test_splits_stable_and_seeded(demo_ds):
     assert split_sources(demo_ds, seed=0) != split_sources(demo_ds, seed=1)
 
 
-def test_folder_and_tfrecord_agree(demo_ds, tmp_path):
+def test_folder_shards_and_tfrecord_agree(demo_ds, tmp_path):
     to_tfrecord(demo_ds, tmp_path/'tfr', examples_per_shard=50, progress=False)
+    pack(demo_ds, tmp_path/'packed', shard_size=2_000_000, progress=False)
     def by_id(source, path):
         return {x['id'].numpy(): x for x in load(path, 'test', batch_size=None, source=source)}
-    a, b = by_id('folder', demo_ds), by_id('tfrecord', tmp_path/'tfr')
-    assert a.keys() == b.keys() and a
-    for k in a:
-        for f in ('bg', 'image', 'mask', 'depth'): np.testing.assert_array_equal(a[k][f].numpy(), b[k][f].numpy())
+    a = by_id('folder', demo_ds)
+    for other in (by_id('tfrecord', tmp_path/'tfr'), by_id('shards', tmp_path/'packed')):
+        assert a.keys() == other.keys() and a
+        for k in a:
+            for f in ('bg', 'image', 'mask', 'depth'): np.testing.assert_array_equal(a[k][f].numpy(), other[k][f].numpy())
 
 
 def test_plain_tensorflow_reads_the_shards(demo_ds, tmp_path):
