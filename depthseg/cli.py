@@ -38,7 +38,7 @@ def demo(
     report = make_composites(out, positions=positions, workers=workers, progress=progress)
     if weights: make_depth(out, weights=weights, progress=progress)
     elif progress: print(f'depth: skipped, no pretrained weights here. {NO_WEIGHTS}')
-    write_card(out, workers=workers, progress=progress)
+    write_card(out, recompute=False, workers=workers, progress=progress)
     return report
 
 # %% ../nbs/99_cli.ipynb #8c9cc485

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .core import atomic_write, parallel_map, remove_temporaries, sha256, write_csv
+from .stats import PixelStats, save_stage_stats
 
 # %% auto #0
 __all__ = ['MANIFEST_FIELDS', 'Placement', 'placements', 'compose', 'composite_paths', 'manifest_row', 'encode',
@@ -91,21 +92,23 @@ def encode(image: Image.Image, mask: Image.Image, quality: int = 95) -> tuple[by
     image.save(a, 'JPEG', quality=quality); mask.save(b, 'PNG', compress_level=1)
     return a.getvalue(), b.getvalue()
 
-def _make_pair(pair) -> int:
-    "Write the composites of `pair` = (bg, fg, bg_size, fg_size) not yet on disk; return how many were written."
-    root, j = _job['dataset'], _job
+def _make_pair(pair) -> tuple[int, PixelStats]:
+    "Write the composites of `pair` = (bg, fg, bg_size, fg_size) not yet on disk; return how many, and their masks' statistics."
+    root, j, masks = _job['dataset'], _job, PixelStats(1)
     ps = placements(*pair, j['positions'], j['flip'], j['seed'])
-    if (root/composite_paths(ps[-1])[1]).exists(): return 0
+    if (root/composite_paths(ps[-1])[1]).exists(): return 0, masks
     bg, (fg, fg_mask), written = _background(ps[0].bg), _foreground(ps[0].fg), 0
     started = (root/composite_paths(ps[0])[0]).exists()  # files are written in order: none yet if not the first
     for p in ps:
         paths = [root/q for q in composite_paths(p)]
         todo = [not (started and q.exists()) for q in paths]
         if not any(todo): continue
-        for path, data, needed in zip(paths, encode(*compose(bg, fg, fg_mask, p), j['quality']), todo):
+        image, mask = compose(bg, fg, fg_mask, p)
+        for path, data, needed in zip(paths, encode(image, mask, j['quality']), todo):
             if needed: atomic_write(path, data)
+        masks.add_counts(mask.histogram(), (mask.height, mask.width), paths[1].stat().st_size)
         written += 1
-    return written
+    return written, masks
 
 # %% ../nbs/03_composites.ipynb #bd7adbf6
 @dataclass
@@ -151,12 +154,13 @@ def make_composites(
         if (dataset/folder).exists(): remove_temporaries(dataset/folder)
         for b in bg_sizes: (dataset/folder/b).mkdir(parents=True, exist_ok=True)
     per_pair = positions * (2 if flip else 1)
-    written = sum(parallel_map(_make_pair, pairs(), workers, _init_worker, (dataset, positions, flip, seed, quality),
-                               desc='composites', unit='img', progress=progress, total=len(bg_sizes) * len(fg_sizes) * per_pair,
-                               weight=lambda pair: per_pair))
+    total, written, masks = len(bg_sizes) * len(fg_sizes) * per_pair, 0, PixelStats(1)
+    for n, st in parallel_map(_make_pair, pairs(), workers, _init_worker, (dataset, positions, flip, seed, quality),
+                              desc='composites', unit='img', progress=progress, total=total, weight=lambda pair: per_pair):
+        written, masks = written + n, masks + st
     rows = (manifest_row(p) for pair in pairs() for p in placements(*pair, positions, flip, seed))
     write_csv(dataset/'manifest.csv', rows, MANIFEST_FIELDS)
-    total = len(bg_sizes) * len(fg_sizes) * per_pair
+    if written == total: save_stage_stats(dataset, {'bgfg_mask': masks})  # counted in memory: no pass over the files later
     report = CompositesReport(total, written, dataset/'manifest.csv')
     if progress: print(report)
     return report

@@ -45,7 +45,7 @@ def _decoder(dataset: Path, size, normalize: bool, depth: bool):
     import tensorflow as tf
     (bm, bs), (im, is_) = _norm(dataset, 'bg', normalize), _norm(dataset, 'bgfg', normalize)
     def rgb(data, mean, std):
-        x = tf.cast(data if data.dtype == tf.uint8 else tf.io.decode_jpeg(data, channels=3), tf.float32) / 255
+        x = tf.cast(data if data.dtype == tf.uint8 else tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE'), tf.float32) / 255
         if size: x = tf.image.resize(x, size)
         return (x - mean) / std
     def gray(data, method='bilinear'):
@@ -93,7 +93,7 @@ def compose_tf(bg, fg, fg_mask, x, y, flip):
 def _rebuild(ex):
     "An example of the manifest layout, its composite and mask rebuilt and re-encoded losslessly for the decoder."
     import tensorflow as tf
-    bg = tf.io.decode_jpeg(tf.io.read_file(ex['bg']), channels=3)
+    bg = tf.io.decode_jpeg(tf.io.read_file(ex['bg']), channels=3, dct_method='INTEGER_ACCURATE')
     image, mask = compose_tf(bg, tf.io.decode_png(tf.io.read_file(ex['fg']), channels=4),
                              tf.io.decode_png(tf.io.read_file(ex['fg_mask']), channels=1), ex['x'], ex['y'], ex['flip'])
     out = dict(id=ex['id'], bg_id=ex['bg_id'], fg_id=ex['fg_id'], bg=bg, image=image, mask=mask)

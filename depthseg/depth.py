@@ -18,11 +18,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .core import atomic_write, file_sha256, read_csv
+from .stats import PixelStats, save_stage_stats
 
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'NO_WEIGHTS', 'gpu_summary', 'densedepth_model',
            'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend',
-           'depth_anything_backend', 'depth_paths', 'make_depth']
+           'depth_anything_backend', 'depth_paths', 'quantize', 'make_depth']
 
 # %% ../nbs/04_depth.ipynb #cf3e4bb5
 def gpu_summary() -> str:
@@ -199,13 +200,18 @@ def depth_paths(row: dict, fmt: str = 'png') -> tuple[str, str]:
     stem = row['image'].split('/', 1)[1].rsplit('.', 1)[0]
     return f'bgfg_depth/{stem}.{fmt}', f'bgfg_depth16/{stem}.png'
 
+def quantize(depth: np.ndarray, bits: int = 8) -> np.ndarray:
+    "Depth on the stored scale (floats, 1 the far limit) as the 8- or 16-bit integers of the stored maps."
+    top, dtype = (255, np.uint8) if bits == 8 else (65535, np.uint16)
+    return np.rint(np.clip(depth, 0, 1) * top).astype(dtype)
+
 def _encode_maps(depth: np.ndarray, fmt: str, full_precision: bool):
     "8-bit (and 16-bit) encodings of one depth map on the stored scale."
-    d = np.clip(depth[..., 0], 0, 1)
-    b = io.BytesIO(); Image.fromarray(np.rint(d * 255).astype(np.uint8), 'L').save(b, 'PNG' if fmt == 'png' else 'JPEG', **({} if fmt == 'png' else dict(quality=95)))
+    d = depth[..., 0]
+    b = io.BytesIO(); Image.fromarray(quantize(d), 'L').save(b, 'PNG' if fmt == 'png' else 'JPEG', **({} if fmt == 'png' else dict(quality=95)))
     out = [b.getvalue()]
     if full_precision:
-        b16 = io.BytesIO(); Image.fromarray(np.rint(d * 65535).astype(np.uint16)).save(b16, 'PNG'); out.append(b16.getvalue())
+        b16 = io.BytesIO(); Image.fromarray(quantize(d, 16)).save(b16, 'PNG'); out.append(b16.getvalue())
     return out
 
 def make_depth(
@@ -235,7 +241,7 @@ def make_depth(
         model = densedepth_backend(weights, res or (480, 640))
     elif backend == 'depth_anything': model = depth_anything_backend(preset, weights, res)
     else: raise ValueError(f"backend must be 'densedepth' or 'depth_anything', not {backend!r}")
-    decode = lambda p: tf.io.decode_jpeg(tf.io.read_file(p), channels=3)
+    decode = lambda p: tf.io.decode_jpeg(tf.io.read_file(p), channels=3, dct_method='INTEGER_ACCURATE')  # Pillow's pixels
     record, old = dataset/'depth.json', None
     if record.exists(): old = json.loads(record.read_text())
     if model.relative:
@@ -260,16 +266,24 @@ def make_depth(
     def write(i, depth):
         for path, data in zip(outs[i], _encode_maps(depth, fmt, full_precision)):
             if not path.exists(): atomic_write(path, data)
+    counting = limit is None and len(order) == len(rows) > 0  # a whole, fresh run sees every pixel: count them
+    composites, maps = PixelStats(3), PixelStats(1)
     with ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool, \
          tqdm(total=len(order), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
         pending = []
         for b, images in zip(todo, ds):
             depth = infer(images).numpy()
+            if counting:
+                for i, im, d in zip(b, images.numpy(), depth):
+                    composites.add(im, nbytes=(dataset/rows[i]['image']).stat().st_size); maps.add(quantize(d[..., 0]))
             pending = [f for f in pending if not f.done()]
             while len(pending) > 4 * batch_size: pending.pop(0).result()
             pending += [pool.submit(write, i, d) for i, d in zip(b, depth)]
             bar.update(len(b))
         for f in pending: f.result()
+    if counting:
+        maps.nbytes = sum(p[0].stat().st_size for p in outs)
+        save_stage_stats(dataset, {'bgfg': composites, 'bgfg_depth': maps})
     if progress: print(f'depth: {len(rows):,} maps in {dataset/"bgfg_depth"} ({len(order):,} made by this run), {meta["backend"]} at {model.resolution}')
     return meta
 

@@ -17,7 +17,8 @@ from PIL import Image
 from .core import atomic_write, parallel_map, read_csv
 
 # %% auto #0
-__all__ = ['LEVELS', 'SETS', 'TITLES', 'PixelStats', 'dataset_stats', 'placement_coverage', 'write_card', 'normalization']
+__all__ = ['LEVELS', 'SETS', 'STAGE_STATS', 'TITLES', 'PixelStats', 'save_stage_stats', 'stage_stats', 'dataset_stats',
+           'placement_coverage', 'write_card', 'normalization']
 
 # %% ../nbs/05_stats.ipynb #8b648e22
 LEVELS = np.arange(256, dtype=np.int64)
@@ -40,6 +41,11 @@ class PixelStats:
         v = (a if where is None else a[where]).reshape(-1, self.channels)
         for c in range(self.channels): self.hist[c] += np.bincount(v[:, c], minlength=256)
 
+    def add_counts(self, counts, shape: tuple, nbytes: int = 0):
+        "Count an image of `shape` from its per-channel value `counts` (e.g. Pillow's `Image.histogram()`)."
+        self.images += 1; self.nbytes += nbytes; self.shapes[shape] += 1
+        self.hist += np.asarray(counts, np.int64).reshape(self.channels, 256)
+
     def __add__(self, o: PixelStats) -> PixelStats:
         return PixelStats(self.channels, self.images + o.images, self.hist + o.hist, self.shapes + o.shapes, self.nbytes + o.nbytes)
 
@@ -55,6 +61,16 @@ class PixelStats:
         n, s, q = self.hist.sum(1), self.hist @ LEVELS, self.hist @ LEVELS**2  # exact integers
         n = np.maximum(n, 1).astype(np.float64)
         return (np.sqrt(np.maximum((q * n - s.astype(np.float64)**2) / n**2, 0)) / 255).tolist()
+
+    def to_json(self) -> dict:
+        "Everything, exactly, as plain JSON types (see `from_json`)."
+        return dict(channels=self.channels, images=self.images, hist=self.hist.tolist(), nbytes=self.nbytes,
+                    shapes=[[list(k), n] for k, n in sorted(self.shapes.items())])
+
+    @classmethod
+    def from_json(cls, d: dict) -> PixelStats:
+        "The `PixelStats` that `to_json` gave `d`."
+        return cls(d['channels'], d['images'], np.asarray(d['hist'], np.int64), Counter({tuple(k): n for k, n in d['shapes']}), d['nbytes'])
 
     def summary(self) -> dict:
         "The figures of the card, as plain JSON types."
@@ -91,13 +107,29 @@ def _count(task) -> dict[str, PixelStats]:
         else: out[names[0]].add(a, nbytes=size)
     return out
 
+STAGE_STATS = 'stage_stats.json'
+
+def save_stage_stats(dataset, stats: dict[str, PixelStats]):
+    "Record statistics a stage gathered while it held the pixels, so the card needs no extra pass over those sets."
+    path = Path(dataset)/STAGE_STATS
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    atomic_write(path, json.dumps(saved | {n: s.to_json() for n, s in stats.items()}).encode())
+
+def stage_stats(dataset) -> dict[str, PixelStats]:
+    "Statistics recorded by the stages that still describe `dataset` (as many images as manifest rows)."
+    path, manifest = Path(dataset)/STAGE_STATS, Path(dataset)/'manifest.csv'
+    if not (path.exists() and manifest.exists()): return {}
+    rows = len(read_csv(manifest))
+    return {n: st for n, d in json.loads(path.read_text()).items() if (st := PixelStats.from_json(d)).images == rows}
+
 def dataset_stats(
     dataset, # dataset folder
     workers:int|None=None, # worker processes (default: all cores)
     progress:bool=True, # show a progress bar
+    skip:tuple=(), # sets not to compute (already known)
 ) -> dict[str, PixelStats]:
     "Exact statistics of every image set present in `dataset`."
-    tasks, total = list(_tasks(Path(dataset))), {}
+    tasks, total = [t for t in _tasks(Path(dataset)) if not set(t[0]) <= set(skip)], {}
     for part in parallel_map(_count, tasks, workers, desc='statistics', unit='folder', progress=progress, total=len(tasks)):
         for name, st in part.items(): total[name] = total[name] + st if name in total else st
     return {n: total[n] for n in SETS if n in total}
@@ -179,12 +211,15 @@ def _heat_map(dataset: Path, rows: list[dict], path: Path):
 
 def write_card(
     dataset, # dataset folder
+    recompute:bool=True, # count every set again; False: use what the composites and depth stages recorded
     workers:int|None=None, # worker processes (default: all cores)
     progress:bool=True, # show a progress bar and where the card is
 ) -> dict:
     "Compute every set's statistics and write `dataset.json`, `DATASET.md` and the pictures in `card/`."
     dataset = Path(dataset)
-    stats = dataset_stats(dataset, workers, progress)
+    known = {} if recompute else stage_stats(dataset)
+    stats = dataset_stats(dataset, workers, progress, skip=tuple(known)) | known
+    stats = {n: stats[n] for n in SETS if n in stats}
     rows = read_csv(dataset/'manifest.csv') if (dataset/'manifest.csv').exists() else []
     card = dict(name=dataset.name, versions=_versions(), sets={n: s.summary() for n, s in stats.items()})
     if (dataset/'composites.json').exists():
