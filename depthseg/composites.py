@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .core import atomic_write, parallel_map, remove_temporaries, sha256, write_csv
-from .stats import PixelStats, save_stage_stats
+from .stats import PixelStats, save_stage_stats, stage_stats
 
 # %% auto #0
 __all__ = ['MANIFEST_FIELDS', 'Placement', 'placements', 'compose', 'composite_paths', 'manifest_row', 'encode',
@@ -75,8 +75,12 @@ def manifest_row(p: Placement) -> dict:
 # %% ../nbs/03_composites.ipynb #297550a8
 _job: dict = {}  # what every task of a worker shares: dataset folder and stage parameters
 
-def _init_worker(dataset, positions, flip, seed, quality):
-    _job.update(dataset=Path(dataset), positions=positions, flip=flip, seed=seed, quality=quality)
+def _init_worker(dataset, positions, flip, seed, quality, count):
+    _job.update(dataset=Path(dataset), positions=positions, flip=flip, seed=seed, quality=quality, count=count)
+
+def _count_file(masks: PixelStats, path: Path):
+    "Count a mask already on disk (lossless: its pixels are the ones made)."
+    with Image.open(path) as m: masks.add_counts(m.histogram(), (m.height, m.width), path.stat().st_size)
 
 @lru_cache(maxsize=64)
 def _background(bg): return Image.open(_job['dataset']/f'bg/{bg}.jpg').convert('RGB')
@@ -96,13 +100,17 @@ def _make_pair(pair) -> tuple[int, PixelStats]:
     "Write the composites of `pair` = (bg, fg, bg_size, fg_size) not yet on disk; return how many, and their masks' statistics."
     root, j, masks = _job['dataset'], _job, PixelStats(1)
     ps = placements(*pair, j['positions'], j['flip'], j['seed'])
-    if (root/composite_paths(ps[-1])[1]).exists(): return 0, masks
+    if (root/composite_paths(ps[-1])[1]).exists():
+        for p in ps if j['count'] else []: _count_file(masks, root/composite_paths(p)[1])
+        return 0, masks
     bg, (fg, fg_mask), written = _background(ps[0].bg), _foreground(ps[0].fg), 0
     started = (root/composite_paths(ps[0])[0]).exists()  # files are written in order: none yet if not the first
     for p in ps:
         paths = [root/q for q in composite_paths(p)]
         todo = [not (started and q.exists()) for q in paths]
-        if not any(todo): continue
+        if not any(todo):
+            if j['count']: _count_file(masks, paths[1])
+            continue
         image, mask = compose(bg, fg, fg_mask, p)
         for path, data, needed in zip(paths, encode(image, mask, j['quality']), todo):
             if needed: atomic_write(path, data)
@@ -155,12 +163,13 @@ def make_composites(
         for b in bg_sizes: (dataset/folder/b).mkdir(parents=True, exist_ok=True)
     per_pair = positions * (2 if flip else 1)
     total, written, masks = len(bg_sizes) * len(fg_sizes) * per_pair, 0, PixelStats(1)
-    for n, st in parallel_map(_make_pair, pairs(), workers, _init_worker, (dataset, positions, flip, seed, quality),
+    count = 'bgfg_mask' not in stage_stats(dataset)  # not yet recorded for this manifest
+    for n, st in parallel_map(_make_pair, pairs(), workers, _init_worker, (dataset, positions, flip, seed, quality, count),
                               desc='composites', unit='img', progress=progress, total=total, weight=lambda pair: per_pair):
         written, masks = written + n, masks + st
     rows = (manifest_row(p) for pair in pairs() for p in placements(*pair, positions, flip, seed))
     write_csv(dataset/'manifest.csv', rows, MANIFEST_FIELDS)
-    if written == total: save_stage_stats(dataset, {'bgfg_mask': masks})  # counted in memory: no pass over the files later
+    if count: save_stage_stats(dataset, {'bgfg_mask': masks})  # counted as made (or read back on a resume): no pass later
     report = CompositesReport(total, written, dataset/'manifest.csv')
     if progress: print(report)
     return report
