@@ -33,7 +33,7 @@ def gpu_summary() -> str:
     if not gpus: return 'CPU only: depth maps will be slow; in Colab choose Runtime > Change runtime type > GPU'
     return 'GPU: ' + ', '.join(tf.config.experimental.get_device_details(g).get('device_name', g.name) for g in gpus)
 
-# %% ../nbs/04_depth.ipynb #07edea3a
+# %% ../nbs/04_depth.ipynb #44fa8aa0
 @cache
 def _upsampling_layer():
     "The Keras 3 layer class for DenseDepth's 2x bilinear upsampling with aligned corners (defined on first use)."
@@ -68,7 +68,7 @@ def densedepth_model(input_shape=(None, None, 3)):
     out = layers.Conv2D(1, 3, padding='same', name='conv3')(x)
     return keras.Model(encoder.input, out, name='densedepth')
 
-# %% ../nbs/04_depth.ipynb #ab9a416f
+# %% ../nbs/04_depth.ipynb #b16d8386
 def _h5_layer_weights(path) -> dict[str, list[np.ndarray]]:
     "Weight arrays of each layer of Keras 2 HDF5 model file `path`, in the file's order."
     import h5py
@@ -97,7 +97,7 @@ def load_densedepth(path):
     if unset: raise ValueError(f'{path}: {len(unset)} DenseDepth layers got no weights from the file, e.g. {sorted(unset)[:3]}')
     return model
 
-# %% ../nbs/04_depth.ipynb #524f318f
+# %% ../nbs/04_depth.ipynb #a097f036
 CACHE = Path(os.environ.get('DEPTHSEG_CACHE', Path.home()/'.cache'/'depthseg'))
 
 def fetch_weights(src, sha256: str | None = None, cache=None) -> Path:
@@ -115,7 +115,7 @@ def fetch_weights(src, sha256: str | None = None, cache=None) -> Path:
     if sha256 and file_sha256(path) != sha256: raise ValueError(f'{path}: SHA-256 is not {sha256}; the file is damaged or another one')
     return path
 
-# %% ../nbs/04_depth.ipynb #d17a22f7
+# %% ../nbs/04_depth.ipynb #52514d8c
 @dataclass
 class DepthBackend:
     "A depth model and its pre- and post-processing, giving depth on the stored scale."
@@ -170,7 +170,7 @@ def densedepth_backend(weights, resolution=(480, 640), sha256: str | None = None
                         tuple(resolution), file_sha256(path), relative=False, far_limit='10 m',
                         preprocess=lambda x: x / 255)
 
-# %% ../nbs/04_depth.ipynb #fd17dc38
+# %% ../nbs/04_depth.ipynb #30bed27c
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def _imagenet(x): return (x / 255 - IMAGENET_MEAN) / IMAGENET_STD
@@ -194,7 +194,7 @@ def depth_anything_backend(preset: str | None = None, weights=None, resolution=N
     return DepthBackend('depth_anything', infer, resolution, digest, relative=True,
                         far_limit='the 1st percentile of inverse depth over the calibration composites', preprocess=_imagenet)
 
-# %% ../nbs/04_depth.ipynb #d49493e6
+# %% ../nbs/04_depth.ipynb #4f04b939
 def depth_paths(row: dict, fmt: str = 'png') -> tuple[str, str]:
     "Paths of the 8-bit and the 16-bit depth map of manifest `row`, relative to the dataset folder."
     stem = row['image'].split('/', 1)[1].rsplit('.', 1)[0]
