@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'IMAGE_SIGNATURES', 'BadInput', 'iter_sources', 'decode_image', 'has_alpha', 'to_rgb',
-           'to_rgba', 'atomic_write', 'atomic_open', 'remove_temporaries', 'write_csv', 'read_csv', 'sha256',
-           'file_sha256', 'parallel_map', 'RejectedInputs', 'StageReport', 'prepare_images']
+           'to_rgba', 'atomic_path', 'atomic_open', 'atomic_write', 'remove_temporaries', 'write_csv', 'read_csv',
+           'sha256', 'file_sha256', 'parallel_map', 'RejectedInputs', 'StageReport', 'prepare_images']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 class BadInput(ValueError):
@@ -107,16 +107,13 @@ def to_rgba(im: Image.Image) -> Image.Image:
     return _to_8bit(im).convert('RGBA')
 
 # %% ../nbs/00_core.ipynb #3f8ee982
-def atomic_write(path, data: bytes):
-    "Write `data` to `path` so that `path` is either absent, the old file, or complete."
+@contextmanager
+def atomic_path(path):
+    "A temporary path beside `path` to write to; it replaces `path` on success and is removed on error."
     path = Path(path)
     tmp = path.parent/f'.{path.name}.{os.getpid()}.tmp'
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            view = memoryview(data)
-            while view: view = view[os.write(fd, view):]
-        finally: os.close(fd)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True); raise
@@ -124,13 +121,17 @@ def atomic_write(path, data: bytes):
 @contextmanager
 def atomic_open(path, mode: str = 'w'):
     "Open a temporary file beside `path` to stream into; it replaces `path` on success and is removed on error."
-    path = Path(path)
-    tmp = path.parent/f'.{path.name}.{os.getpid()}.tmp'
-    try:
-        with open(tmp, mode, **({} if 'b' in mode else dict(newline='', encoding='utf-8'))) as f: yield f
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise
+    with atomic_path(path) as tmp, open(tmp, mode, **({} if 'b' in mode else dict(newline='', encoding='utf-8'))) as f:
+        yield f
+
+def atomic_write(path, data: bytes):
+    "Write `data` to `path` so that `path` is either absent, the old file, or complete."
+    with atomic_path(path) as tmp:  # os.open: the composites stage calls this twice per image
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view = memoryview(data)
+            while view: view = view[os.write(fd, view):]
+        finally: os.close(fd)
 
 def remove_temporaries(folder):
     "Delete temporary files left in `folder` (recursively) by an interrupted `atomic_write`."

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .core import atomic_write, read_csv
+from .core import atomic_path, atomic_write, read_csv
 from .depth import depth_paths
 from .stats import normalization
 
@@ -214,8 +214,7 @@ def to_tfrecord(
     with tqdm(total=len(rows), desc='tfrecord', unit='ex', disable=not progress) as bar:
         for k in range(n):
             path = out/f'data-{k:05d}-of-{n:05d}.tfrecord'
-            tmp = path.with_name(f'.{path.name}.tmp')
-            with tf.io.TFRecordWriter(str(tmp)) as w:
+            with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as w:
                 for r in rows[k * examples_per_shard:(k + 1) * examples_per_shard]:
                     f = dict(id=b(r['id'].encode()), bg_id=b(r['bg'].encode()), fg_id=b(r['fg'].encode()),
                              image=b((dataset/r['image']).read_bytes()), bg=b((dataset/f"bg/{r['bg']}.jpg").read_bytes()),
@@ -223,7 +222,7 @@ def to_tfrecord(
                     if depth: f['depth'] = b((dataset/depth_paths(r)[0]).read_bytes())
                     w.write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
                     bar.update()
-            tmp.replace(path); paths.append(path)
+            paths.append(path)
     schema = dict(dataset_folder=str(dataset.resolve()), examples=len(rows), depth=depth, shards=[p.name for p in paths],
                   bytes=['id', 'bg_id', 'fg_id', 'image', 'bg', 'mask'] + (['depth'] if depth else []), int64=list(INT_FEATURES))
     atomic_write(out/TFRECORD_SCHEMA, json.dumps(schema, indent=1).encode())

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .core import atomic_write, file_sha256, read_csv
+from .core import atomic_open, atomic_write, file_sha256, read_csv
 from .stats import PixelStats, save_stage_stats
 
 # %% auto #0
@@ -107,9 +107,7 @@ def fetch_weights(src, sha256: str | None = None, cache=None) -> Path:
         path = Path(cache or CACHE)/src.rstrip('/').rsplit('/', 1)[-1]
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-            with urllib.request.urlopen(src) as r, open(tmp, 'wb') as f: shutil.copyfileobj(r, f)
-            os.replace(tmp, path)
+            with urllib.request.urlopen(src) as r, atomic_open(path, 'wb') as f: shutil.copyfileobj(r, f)
     else: path = Path(src).expanduser()
     if not path.exists(): raise FileNotFoundError(f'{path}: no weights file there')
     if sha256 and file_sha256(path) != sha256: raise ValueError(f'{path}: SHA-256 is not {sha256}; the file is damaged or another one')
