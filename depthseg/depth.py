@@ -7,6 +7,7 @@ Docs: https://depthseg.github.io/depthseg/depth.html.md"""
 # %% ../nbs/04_depth.ipynb #45122b53
 from __future__ import annotations
 import hashlib, io, json, os, shutil, urllib.request
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -254,9 +255,7 @@ def make_depth(
     outs = [[dataset/p for p in depth_paths(r, fmt)[:1 + full_precision]] for r in rows]
     batches = [range(i, min(i + batch_size, len(rows))) for i in range(0, len(rows), batch_size)]
     todo = [b for b in batches if not all(p.exists() for i in b for p in outs[i])]
-    for r in rows: (dataset/depth_paths(r, fmt)[0]).parent.mkdir(parents=True, exist_ok=True)
-    if full_precision:
-        for r in rows: (dataset/depth_paths(r)[1]).parent.mkdir(parents=True, exist_ok=True)
+    for folder in {p.parent for ps in outs for p in ps}: folder.mkdir(parents=True, exist_ok=True)
     order = [i for b in todo for i in b]
     ds = (tf.data.Dataset.from_tensor_slices([str(dataset/rows[i]['image']) for i in order] or [''])
           .take(len(order)).map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2))
@@ -268,15 +267,14 @@ def make_depth(
     composites, maps = PixelStats(3), PixelStats(1)
     with ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool, \
          tqdm(total=len(order), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
-        pending = []
+        pending = deque()  # writes in flight, oldest first
         for b, images in zip(todo, ds):
             depth = infer(images).numpy()
             if counting:
                 for i, im, d in zip(b, images.numpy(), depth):
                     composites.add(im, nbytes=(dataset/rows[i]['image']).stat().st_size); maps.add(quantize(d[..., 0]))
-            pending = [f for f in pending if not f.done()]
-            while len(pending) > 4 * batch_size: pending.pop(0).result()
-            pending += [pool.submit(write, i, d) for i, d in zip(b, depth)]
+            while len(pending) > 4 * batch_size: pending.popleft().result()  # bounded; a failed write raises here
+            pending.extend(pool.submit(write, i, d) for i, d in zip(b, depth))
             bar.update(len(b))
         for f in pending: f.result()
     if counting:

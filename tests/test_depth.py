@@ -126,3 +126,17 @@ def test_kill_and_resume_depth(dataset, tmp_path):
         assert len(files) == n_rows and not list((dataset/folder).rglob('.*.tmp'))
         assert all((dataset/f).read_bytes() == (clean/f).read_bytes() for f in files), folder
     assert (dataset/'depth.json').read_bytes() == (clean/'depth.json').read_bytes()
+
+
+def test_a_failed_write_is_not_swallowed(dataset, tmp_path, monkeypatch):
+    import depthseg.depth
+    from depthseg.composites import make_composites
+    make_composites(dataset, positions=2, backgrounds=2, progress=False)
+    real, calls = depthseg.depth.atomic_write, []
+    def failing(path, data):
+        calls.append(path)
+        if len(calls) == 3: raise OSError(28, 'No space left on device', str(path))
+        real(path, data)
+    monkeypatch.setattr(depthseg.depth, 'atomic_write', failing)
+    with pytest.raises(OSError, match='No space left'):
+        make_depth(dataset, backend='depth_anything', weights=str(tiny_depth_anything(tmp_path/'tiny.keras')), batch_size=4, progress=False)
