@@ -82,6 +82,10 @@ def _read_index(folder: Path) -> dict:
     if index.get('format') != 'depthseg-shards/1': raise BadInput(folder/INDEX, 'not a depthseg shard index')
     return index
 
+def _intact(path: Path, shard: dict) -> bool:
+    "Is `path` the shard that index entry `shard` describes: there, of its size and its SHA-256?"
+    return path.exists() and path.stat().st_size == shard['bytes'] and file_sha256(path) == shard['sha256']
+
 def _copy_checked(src: Path, dst: Path, sha256: str, bar=None):
     "Copy `src` to `dst` through a temporary name; raise `BadInput` unless the copy's SHA-256 is `sha256`."
     h = hashlib.sha256()
@@ -100,8 +104,7 @@ def push(
     shards, dest = Path(shards), Path(dest)
     index = _read_index(shards)
     dest.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in index['shards'] if not ((dest/s['name']).exists() and (dest/s['name']).stat().st_size == s['bytes']
-                                              and file_sha256(dest/s['name']) == s['sha256'])]
+    todo = [s for s in index['shards'] if not _intact(dest/s['name'], s)]
     with tqdm(total=sum(s['bytes'] for s in todo), unit='B', unit_scale=True, desc='push', disable=not progress) as bar:
         for s in todo: _copy_checked(shards/s['name'], dest/s['name'], s['sha256'], bar)
     for name in CARD_FILES:
@@ -154,7 +157,7 @@ def _stage_source(source: str, staging: Path, progress: bool) -> Path:
     gdown.download(f'{base}/{INDEX}', str(staging/INDEX), quiet=True)
     for s in _read_index(staging)['shards']:
         out = staging/s['name']
-        if out.exists() and file_sha256(out) != s['sha256']: out.unlink()  # damaged copy from an earlier try
+        if out.exists() and not _intact(out, s): out.unlink()  # damaged copy from an earlier try
         try: gdown.download(f"{base}/{s['name']}", str(out), quiet=not progress, resume=True)
         except Exception as e: print(f"pull: download of {s['name']} failed ({e}); run again to resume", file=sys.stderr)
     return staging
@@ -184,12 +187,10 @@ def pull(
     folder = _stage_source(str(source), done_dir/'download', progress)
     index, report, todo = _read_index(folder), PullReport(), []
     for s in index['shards']:
-        path = folder/s['name']
-        if (done_dir/f"{s['name']}.done").read_text() == s['sha256'] if (done_dir/f"{s['name']}.done").exists() else False:
-            report.extracted.append(s['name'])
+        path, done = folder/s['name'], done_dir/f"{s['name']}.done"
+        if done.exists() and done.read_text() == s['sha256']: report.extracted.append(s['name'])
         elif not path.exists(): report.missing.append(s['name'])
-        elif path.stat().st_size != s['bytes'] or file_sha256(path) != s['sha256']:
-            report.damaged[s['name']] = 'checksum differs from the index (truncated or corrupt)'
+        elif not _intact(path, s): report.damaged[s['name']] = 'checksum differs from the index (truncated or corrupt)'
         else: todo.append(str(path))
     sha, workers = {s['name']: s['sha256'] for s in index['shards']}, workers or os.cpu_count() or 1
     parts = -(-2 * workers // max(len(todo), 1))  # split shards so every worker stays busy
