@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from depthseg.backgrounds import prepare_backgrounds
-from depthseg.composites import _init_worker, _number, compose, encode, make_composites, placements
+from depthseg.composites import bg_path, compose, encode, fg_paths, make_composites, placements
 from depthseg.core import parallel_map
 from depthseg.foregrounds import prepare_foregrounds
 from depthseg.samples import ROOM_SIZES, draw_dog, draw_person, draw_room
@@ -39,10 +39,9 @@ def pairs_of(ds, positions):
 
 def _in_memory(ps):
     "Compose and encode one pair's composites, write nothing: the work the stage cannot avoid."
-    ds = Path(os.environ['DEPTHSEG_BENCH'])
-    bg = Image.open(ds/f'bg/{ps[0].bg}.jpg').convert('RGB')
-    fg = Image.open(ds/f'fg/{ps[0].fg}.png').convert('RGBA')
-    mask = Image.open(ds/f'fg_mask/fg_mask_{ps[0].fg[3:]}.png').convert('L')
+    ds, (fg_file, mask_file) = Path(os.environ['DEPTHSEG_BENCH']), fg_paths(ps[0].fg)
+    bg = Image.open(ds/bg_path(ps[0].bg)).convert('RGB')
+    fg, mask = Image.open(ds/fg_file).convert('RGBA'), Image.open(ds/mask_file).convert('L')
     return sum(len(a) + len(b) for a, b in (encode(*compose(bg, fg, mask, p)) for p in ps))
 
 

@@ -18,8 +18,8 @@ from .core import atomic_write, parallel_map, remove_temporaries, sha256, write_
 from .stats import PixelStats, save_stage_stats, stage_stats
 
 # %% auto #0
-__all__ = ['MANIFEST_FIELDS', 'Placement', 'placements', 'compose', 'composite_paths', 'manifest_row', 'encode',
-           'CompositesReport', 'make_composites']
+__all__ = ['MANIFEST_FIELDS', 'Placement', 'placements', 'compose', 'composite_paths', 'bg_path', 'fg_paths', 'manifest_row',
+           'encode', 'CompositesReport', 'make_composites']
 
 # %% ../nbs/03_composites.ipynb #4c9defbd
 @dataclass(frozen=True)
@@ -64,6 +64,14 @@ def composite_paths(p: Placement) -> tuple[str, str]:
     "Paths of the composite and its mask, relative to the dataset folder."
     return f'bgfg/{p.bg}/{p.id}.jpg', f'bgfg_mask/{p.bg}/{p.id}.png'
 
+def bg_path(bg: str) -> str:
+    "Path of background `bg` (`bg_007`), relative to the dataset folder."
+    return f'bg/{bg}.jpg'
+
+def fg_paths(fg: str) -> tuple[str, str]:
+    "Paths of foreground `fg` (`fg_042`) and of its mask, relative to the dataset folder."
+    return f'fg/{fg}.png', f"fg_mask/fg_mask_{fg.rsplit('_', 1)[1]}.png"
+
 MANIFEST_FIELDS = ['id', 'bg', 'fg', 'flip', 'index', 'x', 'y', 'width', 'height', 'image', 'mask']
 
 def manifest_row(p: Placement) -> dict:
@@ -83,12 +91,12 @@ def _count_file(masks: PixelStats, path: Path):
     with Image.open(path) as m: masks.add_counts(m.histogram(), (m.height, m.width), path.stat().st_size)
 
 @lru_cache(maxsize=64)
-def _background(bg): return Image.open(_job['dataset']/f'bg/{bg}.jpg').convert('RGB')
+def _background(bg): return Image.open(_job['dataset']/bg_path(bg)).convert('RGB')
 
 @lru_cache(maxsize=256)
 def _foreground(fg):
-    num = fg.rsplit('_', 1)[1]
-    return Image.open(_job['dataset']/f'fg/{fg}.png').convert('RGBA'), Image.open(_job['dataset']/f'fg_mask/fg_mask_{num}.png').convert('L')
+    image, mask = fg_paths(fg)
+    return Image.open(_job['dataset']/image).convert('RGBA'), Image.open(_job['dataset']/mask).convert('L')
 
 def encode(image: Image.Image, mask: Image.Image, quality: int = 95) -> tuple[bytes, bytes]:
     "JPEG bytes of composite `image` and PNG bytes of `mask`."

@@ -13,12 +13,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .core import atomic_path, atomic_write, read_csv
-from .depth import depth_paths
+from .composites import bg_path, fg_paths
+from .depth import decode_jpeg, depth_paths
 from .stats import normalization
 
 # %% auto #0
-__all__ = ['SPLITS', 'FILE_FEATURES', 'TFRECORD_SCHEMA', 'INT_FEATURES', 'split_sources', 'compose_tf', 'load', 'to_tfrecord',
-           'read_tfrecords']
+__all__ = ['SPLITS', 'FILE_FEATURES', 'TFRECORD_SCHEMA', 'INT_FEATURES', 'split_sources', 'example_files', 'compose_tf', 'load',
+           'to_tfrecord', 'read_tfrecords']
 
 # %% ../nbs/07_data.ipynb #1c017480
 SPLITS = ('train', 'val', 'test')
@@ -45,7 +46,7 @@ def _decoder(dataset: Path, size, normalize: bool, depth: bool):
     import tensorflow as tf
     (bm, bs), (im, is_) = _norm(dataset, 'bg', normalize), _norm(dataset, 'bgfg', normalize)
     def rgb(data, mean, std):
-        x = tf.cast(data if data.dtype == tf.uint8 else tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE'), tf.float32) / 255
+        x = tf.cast(data if data.dtype == tf.uint8 else decode_jpeg(data), tf.float32) / 255
         if size: x = tf.image.resize(x, size)
         return (x - mean) / std
     def gray(data, method='bilinear'):
@@ -60,23 +61,28 @@ def _decoder(dataset: Path, size, normalize: bool, depth: bool):
 
 FILE_FEATURES = ('bg', 'image', 'mask', 'depth')
 
+def example_files(r: dict, depth: bool = True) -> dict[str, str]:
+    "Files of the example of manifest row `r`, relative to the dataset folder: `bg`, `image`, `mask` (and `depth`)."
+    files = dict(bg=bg_path(r['bg']), image=r['image'], mask=r['mask'])
+    if depth: files['depth'] = depth_paths(r)[0]
+    return files
+
+def _ids(rows: list[dict]) -> dict[str, list[str]]:
+    return dict(id=[r['id'] for r in rows], bg_id=[r['bg'] for r in rows], fg_id=[r['fg'] for r in rows])
+
 def _folder_paths(dataset: Path, rows: list[dict], depth: bool):
     "File paths and ids of `rows`, one dict per example: cheap to shuffle, read later."
     import tensorflow as tf
-    cols = dict(id=[r['id'] for r in rows], bg_id=[r['bg'] for r in rows], fg_id=[r['fg'] for r in rows],
-                bg=[str(dataset/f"bg/{r['bg']}.jpg") for r in rows], image=[str(dataset/r['image']) for r in rows],
-                mask=[str(dataset/r['mask']) for r in rows])
-    if depth: cols['depth'] = [str(dataset/depth_paths(r)[0]) for r in rows]
-    return tf.data.Dataset.from_tensor_slices(cols)
+    files = [example_files(r, depth) for r in rows]
+    return tf.data.Dataset.from_tensor_slices(_ids(rows) | {k: [str(dataset/f[k]) for f in files] for k in FILE_FEATURES[:3 + depth]})
 
 def _manifest_paths(dataset: Path, rows: list[dict], depth: bool):
     "What rebuilding `rows` needs: background, foreground and its mask, placement (and depth map)."
     import tensorflow as tf
-    num = lambda fg: fg.rsplit('_', 1)[1]
-    cols = dict(id=[r['id'] for r in rows], bg_id=[r['bg'] for r in rows], fg_id=[r['fg'] for r in rows],
-                bg=[str(dataset/f"bg/{r['bg']}.jpg") for r in rows], fg=[str(dataset/f"fg/{r['fg']}.png") for r in rows],
-                fg_mask=[str(dataset/f"fg_mask/fg_mask_{num(r['fg'])}.png") for r in rows],
-                x=[int(r['x']) for r in rows], y=[int(r['y']) for r in rows], flip=[r['flip'] == '1' for r in rows])
+    fgs = [fg_paths(r['fg']) for r in rows]
+    cols = _ids(rows) | dict(bg=[str(dataset/bg_path(r['bg'])) for r in rows], fg=[str(dataset/f) for f, _ in fgs],
+                             fg_mask=[str(dataset/m) for _, m in fgs],
+                             x=[int(r['x']) for r in rows], y=[int(r['y']) for r in rows], flip=[r['flip'] == '1' for r in rows])
     if depth: cols['depth'] = [str(dataset/depth_paths(r)[0]) for r in rows]
     return tf.data.Dataset.from_tensor_slices(cols)
 
@@ -93,7 +99,7 @@ def compose_tf(bg, fg, fg_mask, x, y, flip):
 def _rebuild(ex):
     "An example of the manifest layout, its composite and mask rebuilt and re-encoded losslessly for the decoder."
     import tensorflow as tf
-    bg = tf.io.decode_jpeg(tf.io.read_file(ex['bg']), channels=3, dct_method='INTEGER_ACCURATE')
+    bg = decode_jpeg(tf.io.read_file(ex['bg']))
     image, mask = compose_tf(bg, tf.io.decode_png(tf.io.read_file(ex['fg']), channels=4),
                              tf.io.decode_png(tf.io.read_file(ex['fg_mask']), channels=1), ex['x'], ex['y'], ex['flip'])
     out = dict(id=ex['id'], bg_id=ex['bg_id'], fg_id=ex['fg_id'], bg=bg, image=image, mask=mask)
@@ -122,11 +128,9 @@ def _unpack_tables(folder: Path, members: dict) -> Path:
 def _shard_paths(members: dict, rows: list[dict], depth: bool):
     "Shard, offset and size of each file of `rows`, one dict per example."
     import tensorflow as tf
-    files = dict(bg=lambda r: f"bg/{r['bg']}.jpg", image=lambda r: r['image'], mask=lambda r: r['mask'])
-    if depth: files['depth'] = lambda r: depth_paths(r)[0]
-    cols = dict(id=[r['id'] for r in rows], bg_id=[r['bg'] for r in rows], fg_id=[r['fg'] for r in rows])
-    for k, name in files.items():
-        where = [members[name(r)] for r in rows]
+    files, cols = [example_files(r, depth) for r in rows], _ids(rows)
+    for k in FILE_FEATURES[:3 + depth]:
+        where = [members[f[k]] for f in files]
         cols |= {k: [w[0] for w in where], f'{k}_at': [w[1] for w in where], f'{k}_size': [w[2] for w in where]}
     return tf.data.Dataset.from_tensor_slices(cols)
 
@@ -217,9 +221,8 @@ def to_tfrecord(
             with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as w:
                 for r in rows[k * examples_per_shard:(k + 1) * examples_per_shard]:
                     f = dict(id=b(r['id'].encode()), bg_id=b(r['bg'].encode()), fg_id=b(r['fg'].encode()),
-                             image=b((dataset/r['image']).read_bytes()), bg=b((dataset/f"bg/{r['bg']}.jpg").read_bytes()),
-                             mask=b((dataset/r['mask']).read_bytes()), **{c: i64(r[c]) for c in INT_FEATURES})
-                    if depth: f['depth'] = b((dataset/depth_paths(r)[0]).read_bytes())
+                             **{k: b((dataset/p).read_bytes()) for k, p in example_files(r, depth).items()},
+                             **{c: i64(r[c]) for c in INT_FEATURES})
                     w.write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
                     bar.update()
             paths.append(path)

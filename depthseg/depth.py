@@ -24,7 +24,7 @@ from .stats import PixelStats, save_stage_stats
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'NO_WEIGHTS', 'gpu_summary', 'densedepth_model',
            'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend',
-           'depth_anything_backend', 'depth_paths', 'quantize', 'make_depth']
+           'depth_anything_backend', 'decode_jpeg', 'depth_paths', 'quantize', 'make_depth']
 
 # %% ../nbs/04_depth.ipynb #cf3e4bb5
 def gpu_summary() -> str:
@@ -194,6 +194,11 @@ def depth_anything_backend(preset: str | None = None, weights=None, resolution=N
                         far_limit='the 1st percentile of inverse depth over the calibration composites', preprocess=_imagenet)
 
 # %% ../nbs/04_depth.ipynb #4f04b939
+def decode_jpeg(data):
+    "uint8 RGB of JPEG bytes `data` (a string tensor), pixel for pixel as Pillow decodes them (TensorFlow's default is up to 17 levels off)."
+    import tensorflow as tf
+    return tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE')
+
 def depth_paths(row: dict, fmt: str = 'png') -> tuple[str, str]:
     "Paths of the 8-bit and the 16-bit depth map of manifest `row`, relative to the dataset folder."
     stem = row['image'].split('/', 1)[1].rsplit('.', 1)[0]
@@ -240,7 +245,7 @@ def make_depth(
         model = densedepth_backend(weights, res or (480, 640))
     elif backend == 'depth_anything': model = depth_anything_backend(preset, weights, res)
     else: raise ValueError(f"backend must be 'densedepth' or 'depth_anything', not {backend!r}")
-    decode = lambda p: tf.io.decode_jpeg(tf.io.read_file(p), channels=3, dct_method='INTEGER_ACCURATE')  # Pillow's pixels
+    decode = lambda p: decode_jpeg(tf.io.read_file(p))
     record, old = dataset/'depth.json', None
     if record.exists(): old = json.loads(record.read_text())
     if model.relative:

@@ -172,13 +172,14 @@ def _markdown(card: dict) -> str:
 # %% ../nbs/05_stats.ipynb #4b5b72d1
 def _sample_sheet(dataset: Path, rows: list[dict], path: Path):
     import matplotlib.pyplot as plt
+    from depthseg.composites import bg_path, fg_paths
     from depthseg.depth import depth_paths
     picks = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), min(4, len(rows)), replace=False))]
     cols = ['bg', 'fg', 'fg_mask', 'bgfg', 'bgfg_mask'] + (['bgfg_depth'] if (dataset/'bgfg_depth').exists() else [])
     fig, axs = plt.subplots(len(picks), len(cols), figsize=(2 * len(cols), 2 * len(picks)), squeeze=False, dpi=80)
     for r, ax_row in zip(picks, axs):
-        files = dict(bg=f"bg/{r['bg']}.jpg", fg=f"fg/{r['fg']}.png", fg_mask=f"fg_mask/fg_mask_{r['fg'].rsplit('_', 1)[1]}.png",
-                     bgfg=r['image'], bgfg_mask=r['mask'], bgfg_depth=depth_paths(r)[0])
+        (fg, fg_mask) = fg_paths(r['fg'])
+        files = dict(bg=bg_path(r['bg']), fg=fg, fg_mask=fg_mask, bgfg=r['image'], bgfg_mask=r['mask'], bgfg_depth=depth_paths(r)[0])
         for ax, c in zip(ax_row, cols):
             if (dataset/files[c]).exists(): ax.imshow(Image.open(dataset/files[c]), cmap='magma' if c == 'bgfg_depth' else 'gray')
             ax.set_title(c, fontsize=8); ax.axis('off')
@@ -203,7 +204,8 @@ def placement_coverage(rows: list[dict], size: tuple[int, int]) -> np.ndarray:
 
 def _heat_map(dataset: Path, rows: list[dict], path: Path):
     import matplotlib.pyplot as plt
-    w, h = Image.open(dataset/f"bg/{rows[0]['bg']}.jpg").size
+    from depthseg.composites import bg_path
+    w, h = Image.open(dataset/bg_path(rows[0]['bg'])).size
     fig, ax = plt.subplots(figsize=(4, 3.4), dpi=80)
     im = ax.imshow(placement_coverage(rows, (h, w)) / len(rows), cmap='viridis')
     fig.colorbar(im, label='share of composites covered'); ax.set_title('where foregrounds were pasted', fontsize=9)
