@@ -109,7 +109,8 @@ def _make_pair(pair) -> tuple[int, PixelStats]:
     root, j, masks = _job['dataset'], _job, PixelStats(1)
     ps = placements(*pair, j['positions'], j['flip'], j['seed'])
     if (root/composite_paths(ps[-1])[1]).exists():
-        for p in ps if j['count'] else []: _count_file(masks, root/composite_paths(p)[1])
+        if j['count']:
+            for p in ps: _count_file(masks, root/composite_paths(p)[1])
         return 0, masks
     bg, (fg, fg_mask), written = _background(ps[0].bg), _foreground(ps[0].fg), 0
     started = (root/composite_paths(ps[0])[0]).exists()  # files are written in order: none yet if not the first

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'IMAGE_SIGNATURES', 'BadInput', 'iter_sources', 'decode_image', 'has_alpha', 'to_rgb',
-           'to_rgba', 'atomic_path', 'atomic_open', 'atomic_write', 'remove_temporaries', 'write_csv', 'read_csv',
-           'sha256', 'file_sha256', 'parallel_map', 'RejectedInputs', 'StageReport', 'prepare_images']
+           'to_rgba', 'atomic_path', 'atomic_open', 'atomic_write', 'remove_temporaries', 'write_csv', 'iter_csv',
+           'read_csv', 'sha256', 'file_sha256', 'parallel_map', 'RejectedInputs', 'StageReport', 'prepare_images']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 class BadInput(ValueError):
@@ -144,9 +144,13 @@ def write_csv(path, rows: Iterable[dict], fieldnames: list[str]):
         w = csv.DictWriter(f, fieldnames=fieldnames, lineterminator='\n')
         w.writeheader(); w.writerows(rows)
 
+def iter_csv(path) -> Iterator[dict]:
+    "Rows of CSV file `path` as dicts of strings, one at a time (a manifest can hold millions)."
+    with open(path, newline='', encoding='utf-8') as f: yield from csv.DictReader(f)
+
 def read_csv(path) -> list[dict]:
     "Rows of CSV file `path` as dicts of strings."
-    with open(path, newline='') as f: return list(csv.DictReader(f))
+    return list(iter_csv(path))
 
 def sha256(data: bytes) -> str:
     "Hex SHA-256 digest of `data`."

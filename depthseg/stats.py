@@ -10,11 +10,12 @@ import json, platform
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
 
-from .core import atomic_write, parallel_map, read_csv
+from .core import atomic_write, iter_csv, parallel_map
 
 # %% auto #0
 __all__ = ['LEVELS', 'SETS', 'STAGE_STATS', 'TITLES', 'PixelStats', 'save_stage_stats', 'stage_stats', 'dataset_stats',
@@ -119,7 +120,7 @@ def stage_stats(dataset) -> dict[str, PixelStats]:
     "Statistics recorded by the stages that still describe `dataset` (as many images as manifest rows)."
     path, manifest = Path(dataset)/STAGE_STATS, Path(dataset)/'manifest.csv'
     if not (path.exists() and manifest.exists()): return {}
-    rows = len(read_csv(manifest))
+    rows = sum(1 for _ in iter_csv(manifest))
     return {n: st for n, d in json.loads(path.read_text()).items() if (st := PixelStats.from_json(d)).images == rows}
 
 def dataset_stats(
@@ -170,11 +171,10 @@ def _markdown(card: dict) -> str:
     return '\n'.join(lines + ['', '## Pictures'] + [l for p in pictures for l in ('', p)]) + '\n'
 
 # %% ../nbs/05_stats.ipynb #4b5b72d1
-def _sample_sheet(dataset: Path, rows: list[dict], path: Path):
+def _sample_sheet(dataset: Path, picks: list[dict], path: Path):
     import matplotlib.pyplot as plt
     from depthseg.composites import bg_path, fg_paths
     from depthseg.depth import depth_paths
-    picks = [rows[i] for i in sorted(np.random.default_rng(0).choice(len(rows), min(4, len(rows)), replace=False))]
     cols = ['bg', 'fg', 'fg_mask', 'bgfg', 'bgfg_mask'] + (['bgfg_depth'] if (dataset/'bgfg_depth').exists() else [])
     fig, axs = plt.subplots(len(picks), len(cols), figsize=(2 * len(cols), 2 * len(picks)), squeeze=False, dpi=80)
     for r, ax_row in zip(picks, axs):
@@ -194,7 +194,7 @@ def _histograms(stats: dict[str, PixelStats], path: Path):
         ax.set_title(name, fontsize=9); ax.set_yscale('log'); ax.set_xlabel('value')
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
-def placement_coverage(rows: list[dict], size: tuple[int, int]) -> np.ndarray:
+def placement_coverage(rows: Iterable[dict], size: tuple[int, int]) -> np.ndarray:
     "How many composites of manifest `rows` have their foreground's rectangle over each pixel of a (height, width) `size`."
     cover = np.zeros((size[0] + 1, size[1] + 1), np.int64)
     for r in rows:  # add each rectangle by its four corners, then sum up
@@ -202,12 +202,12 @@ def placement_coverage(rows: list[dict], size: tuple[int, int]) -> np.ndarray:
         cover[y, x] += 1; cover[y, x + w] -= 1; cover[y + h, x] -= 1; cover[y + h, x + w] += 1
     return cover.cumsum(0).cumsum(1)[:size[0], :size[1]]
 
-def _heat_map(dataset: Path, rows: list[dict], path: Path):
+def _heat_map(dataset: Path, manifest: Path, n: int, path: Path):
     import matplotlib.pyplot as plt
     from depthseg.composites import bg_path
-    w, h = Image.open(dataset/bg_path(rows[0]['bg'])).size
+    w, h = Image.open(dataset/bg_path(next(iter_csv(manifest))['bg'])).size
     fig, ax = plt.subplots(figsize=(4, 3.4), dpi=80)
-    im = ax.imshow(placement_coverage(rows, (h, w)) / len(rows), cmap='viridis')
+    im = ax.imshow(placement_coverage(iter_csv(manifest), (h, w)) / n, cmap='viridis')
     fig.colorbar(im, label='share of composites covered'); ax.set_title('where foregrounds were pasted', fontsize=9)
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
@@ -222,20 +222,22 @@ def write_card(
     known = {} if recompute else stage_stats(dataset)
     stats = dataset_stats(dataset, workers, progress, skip=tuple(known)) | known
     stats = {n: stats[n] for n in SETS if n in stats}
-    rows = read_csv(dataset/'manifest.csv') if (dataset/'manifest.csv').exists() else []
+    manifest = dataset/'manifest.csv'
+    n = sum(1 for _ in iter_csv(manifest)) if manifest.exists() else 0  # streamed: a manifest can hold millions of rows
     card = dict(name=dataset.name, versions=_versions(), sets={n: s.summary() for n, s in stats.items()})
     if (dataset/'composites.json').exists():
         comp = json.loads((dataset/'composites.json').read_text())
         card['composites'] = {k: comp[k] for k in ('positions', 'flip', 'seed', 'quality')} | dict(
-            backgrounds=len(comp['backgrounds']), foregrounds=len(comp['foregrounds']), composites=len(rows))
+            backgrounds=len(comp['backgrounds']), foregrounds=len(comp['foregrounds']), composites=n)
     if (dataset/'depth.json').exists(): card['depth'] = json.loads((dataset/'depth.json').read_text())
     atomic_write(dataset/'dataset.json', json.dumps(card, indent=1).encode())
     atomic_write(dataset/'DATASET.md', _markdown(card).encode())
-    if rows:
+    if n:
         (dataset/'card').mkdir(exist_ok=True)
-        _sample_sheet(dataset, rows, dataset/'card/samples.png')
+        picks = set(np.random.default_rng(0).choice(n, min(4, n), replace=False).tolist())
+        _sample_sheet(dataset, [r for i, r in enumerate(iter_csv(manifest)) if i in picks], dataset/'card/samples.png')
         _histograms(stats, dataset/'card/histograms.png')
-        _heat_map(dataset, rows, dataset/'card/placements.png')
+        _heat_map(dataset, manifest, n, dataset/'card/placements.png')
     if progress: print(f'card: {dataset/"DATASET.md"}, {dataset/"dataset.json"} and pictures in {dataset/"card"}')
     return card
 
