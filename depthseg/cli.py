@@ -12,6 +12,7 @@ from pathlib import Path
 from fastcore.docments import docments
 
 from .backgrounds import prepare_backgrounds
+from .beam import make_beam
 from .composites import make_composites
 from .core import BadInput, RejectedInputs
 from .data import to_tfrecord
@@ -44,7 +45,7 @@ def demo(
 # %% ../nbs/99_cli.ipynb #8c9cc485
 COMMANDS = {'backgrounds': prepare_backgrounds, 'foregrounds': prepare_foregrounds,
             'composites': make_composites, 'depth': make_depth, 'stats': write_card,
-            'pack': pack, 'push': push, 'pull': pull, 'tfrecord': to_tfrecord, 'demo': demo}
+            'pack': pack, 'push': push, 'pull': pull, 'tfrecord': to_tfrecord, 'beam': make_beam, 'demo': demo}
 
 def _arg_type(hint):
     "The type argparse converts a value to, from a type hint such as `int | None`."
@@ -53,10 +54,11 @@ def _arg_type(hint):
 
 def add_command(sub, name: str, fn):
     "Add subcommand `name` to `sub` with an argument for each parameter of `fn`, documented from its docments."
-    docs, hints = docments(fn), typing.get_type_hints(fn)
-    p = sub.add_parser(name, help=fn.__doc__, description=fn.__doc__)
-    for pname, param in inspect.signature(fn).parameters.items():
-        if pname == 'progress': continue
+    docs, hints, params = docments(fn), typing.get_type_hints(fn), inspect.signature(fn).parameters
+    epilog = f"After '--': {docs['pipeline_args']}" if 'pipeline_args' in params else None
+    p = sub.add_parser(name, help=fn.__doc__, description=fn.__doc__, epilog=epilog)
+    for pname, param in params.items():
+        if pname in ('progress', 'pipeline_args'): continue
         help_ = docs.get(pname) or pname
         if param.default is param.empty: p.add_argument(pname, help=help_); continue
         opt = '--' + pname.replace('_', '-')
@@ -75,10 +77,14 @@ def parser() -> argparse.ArgumentParser:
 # %% ../nbs/99_cli.ipynb #c3293254
 def main(argv: list[str] | None = None) -> int:
     "Run `depthseg` with `argv` (default: the command line); return the exit code."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, rest = (argv[:argv.index('--')], argv[argv.index('--') + 1:]) if '--' in argv else (argv, [])
     args = vars(parser().parse_args(argv))
     fn = args.pop('fn')
+    if 'pipeline_args' in inspect.signature(fn).parameters: args['pipeline_args'] = rest
+    elif rest: print(f"depthseg: error: {fn.__name__} takes nothing after '--'", file=sys.stderr); return 2
     try: result = fn(**args)
-    except (BadInput, RejectedInputs, FileNotFoundError, ValueError) as e:
+    except (BadInput, RejectedInputs, FileNotFoundError, ValueError, ImportError) as e:
         print(f'depthseg {fn.__name__}: error: {e}', file=sys.stderr); return 1
     return 0 if getattr(result, 'ok', True) else 1  # e.g. a pull with missing or damaged shards
 

@@ -10,16 +10,18 @@ import io, json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .core import atomic_write, parallel_map, remove_temporaries, sha256, write_csv
+from .core import atomic_write, check_record, parallel_map, remove_temporaries, sha256, write_csv
 from .stats import PixelStats, save_stage_stats, stage_stats
 
 # %% auto #0
-__all__ = ['MANIFEST_FIELDS', 'Placement', 'placements', 'compose', 'composite_paths', 'bg_path', 'fg_paths', 'manifest_row',
-           'encode', 'CompositesReport', 'make_composites']
+__all__ = ['MANIFEST_FIELDS', 'COMPOSITES_REMEDY', 'Placement', 'placements', 'compose', 'composite_paths', 'bg_path', 'fg_paths',
+           'manifest_row', 'encode', 'CompositesReport', 'Source', 'describe_sources', 'pairs', 'composites_record',
+           'make_composites']
 
 # %% ../nbs/03_composites.ipynb #4c9defbd
 @dataclass(frozen=True)
@@ -136,10 +138,31 @@ class CompositesReport:
     manifest: Path
     def __str__(self): return f'composites: {self.total:,} in {self.manifest} ({self.written:,} made by this run)'
 
-def _sources(dataset, folder, ext, limit):
+class Source(NamedTuple):
+    "What the composites stage needs of a background or foreground file."
+    sha256: str
+    size: tuple[int, int]  # (width, height)
+
+def describe_sources(files: Iterable[tuple[str, bytes]]) -> dict[str, Source]:
+    "A `Source` for each of `files`, (id, file bytes) pairs read one at a time."
+    return {k: Source(sha256(data), Image.open(io.BytesIO(data)).size) for k, data in files}
+
+def _sources(dataset, folder, ext, limit) -> dict[str, Source]:
     paths = sorted((dataset/folder).glob(f'{folder}_*{ext}'))[:limit]
     if not paths: raise FileNotFoundError(f'{dataset/folder}: no {folder}_*{ext} files; run the {folder} stage first')
-    return paths
+    return describe_sources((p.stem, p.read_bytes()) for p in paths)
+
+def pairs(bgs: dict[str, Source], fgs: dict[str, Source]) -> Iterator[tuple]:
+    "(bg, fg, bg_size, fg_size) of every foreground on every background, in manifest order."
+    return ((b, f, bs.size, fs.size) for b, bs in bgs.items() for f, fs in fgs.items())
+
+def composites_record(bgs: dict[str, Source], fgs: dict[str, Source], positions=20, flip=True, seed=0, quality=95) -> dict:
+    "What `composites.json` holds for a run on backgrounds `bgs` and foregrounds `fgs`, each foreground checked to fit."
+    for pair in pairs(bgs, fgs): placements(*pair, positions=0)  # fail now, not in a worker
+    return dict(positions=positions, flip=flip, seed=seed, quality=quality,
+                backgrounds={k: v.sha256 for k, v in bgs.items()}, foregrounds={k: v.sha256 for k, v in fgs.items()})
+
+COMPOSITES_REMEDY = 'use a new dataset folder, or delete bgfg/, bgfg_mask/, manifest.csv and composites.json'
 
 def make_composites(
     dataset, # dataset folder holding `bg/`, `fg/` and `fg_mask/` from the first two stages
@@ -155,28 +178,19 @@ def make_composites(
     "Paste every foreground of `dataset` on every background; write composites, masks and `manifest.csv`."
     dataset = Path(dataset)
     bgs, fgs = _sources(dataset, 'bg', '.jpg', backgrounds), _sources(dataset, 'fg', '.png', foregrounds)
-    params = dict(positions=positions, flip=flip, seed=seed, quality=quality,
-                  backgrounds={p.stem: sha256(p.read_bytes()) for p in bgs},
-                  foregrounds={p.stem: sha256(p.read_bytes()) for p in fgs})
-    record = dataset/'composites.json'
-    if record.exists() and json.loads(record.read_text()) != params:
-        raise ValueError(f'{dataset} holds composites made with other parameters or sources ({record}); '
-                         'use a new dataset folder, or delete bgfg/, bgfg_mask/, manifest.csv and composites.json')
+    params, record = composites_record(bgs, fgs, positions, flip, seed, quality), dataset/'composites.json'
+    check_record(record, json.loads(record.read_text()) if record.exists() else None, params, 'composites', COMPOSITES_REMEDY)
     if not record.exists(): atomic_write(record, json.dumps(params, indent=1).encode())
-    bg_sizes = {p.stem: Image.open(p).size for p in bgs}
-    fg_sizes = {p.stem: Image.open(p).size for p in fgs}
-    def pairs(): return ((b, f, bg_sizes[b], fg_sizes[f]) for b in bg_sizes for f in fg_sizes)
-    for pair in pairs(): placements(*pair, positions=0)  # fail now, not in a worker, if a foreground does not fit
     for folder in ('bgfg', 'bgfg_mask'):
         if (dataset/folder).exists(): remove_temporaries(dataset/folder)
-        for b in bg_sizes: (dataset/folder/b).mkdir(parents=True, exist_ok=True)
+        for b in bgs: (dataset/folder/b).mkdir(parents=True, exist_ok=True)
     per_pair = positions * (2 if flip else 1)
-    total, written, masks = len(bg_sizes) * len(fg_sizes) * per_pair, 0, PixelStats(1)
+    total, written, masks = len(bgs) * len(fgs) * per_pair, 0, PixelStats(1)
     count = 'bgfg_mask' not in stage_stats(dataset)  # not yet recorded for this manifest
-    for n, st in parallel_map(_make_pair, pairs(), workers, _init_worker, (dataset, positions, flip, seed, quality, count),
+    for n, st in parallel_map(_make_pair, pairs(bgs, fgs), workers, _init_worker, (dataset, positions, flip, seed, quality, count),
                               desc='composites', unit='img', progress=progress, total=total, weight=lambda pair: per_pair):
         written, masks = written + n, masks + st
-    rows = (manifest_row(p) for pair in pairs() for p in placements(*pair, positions, flip, seed))
+    rows = (manifest_row(p) for pair in pairs(bgs, fgs) for p in placements(*pair, positions, flip, seed))
     write_csv(dataset/'manifest.csv', rows, MANIFEST_FIELDS)
     if count: save_stage_stats(dataset, {'bgfg_mask': masks})  # counted as made (or read back on a resume): no pass later
     report = CompositesReport(total, written, dataset/'manifest.csv')

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'IMAGE_SIGNATURES', 'BadInput', 'iter_sources', 'decode_image', 'has_alpha', 'to_rgb',
            'to_rgba', 'atomic_path', 'atomic_open', 'atomic_write', 'remove_temporaries', 'write_csv', 'iter_csv',
-           'read_csv', 'sha256', 'file_sha256', 'parallel_map', 'RejectedInputs', 'StageReport', 'prepare_images']
+           'read_csv', 'sha256', 'file_sha256', 'check_record', 'parallel_map', 'RejectedInputs', 'StageReport',
+           'prepare_images']
 
 # %% ../nbs/00_core.ipynb #24e13f04
 class BadInput(ValueError):
@@ -138,9 +139,9 @@ def remove_temporaries(folder):
     for p in Path(folder).rglob('.*.tmp'): p.unlink(missing_ok=True)
 
 # %% ../nbs/00_core.ipynb #0e93c94a
-def write_csv(path, rows: Iterable[dict], fieldnames: list[str]):
-    "Atomically write `rows` (dicts, streamed) to CSV file `path` with columns `fieldnames`."
-    with atomic_open(path) as f:
+def write_csv(path, rows: Iterable[dict], fieldnames: list[str], opener: Callable = atomic_open):
+    "Write `rows` (dicts, streamed) to CSV file `path` with columns `fieldnames`, atomically (or through `opener(path)`)."
+    with opener(path) as f:
         w = csv.DictWriter(f, fieldnames=fieldnames, lineterminator='\n')
         w.writeheader(); w.writerows(rows)
 
@@ -164,6 +165,11 @@ def file_sha256(path, chunk=2**20) -> str:
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #1971fe69
+def check_record(record, old: dict | None, new: dict, made: str, remedy: str):
+    "Refuse to add to a folder whose `record` file (holding `old`, `None` if absent) shows its `made` came from other settings than `new`."
+    if old is not None and old != new: raise ValueError(f'{record}: the {made} there were made with other parameters or sources; {remedy}')
+
+# %% ../nbs/00_core.ipynb #b559e562
 def parallel_map(fn: Callable, items: Iterable, workers: int | None = None, init: Callable | None = None, initargs=(),
                  desc: str = '', unit: str = 'it', progress: bool = True, total: int | None = None,
                  weight: Callable | None = None) -> Iterator:
@@ -185,7 +191,7 @@ def parallel_map(fn: Callable, items: Iterable, workers: int | None = None, init
                     item = pending.pop(fut); yield fut.result(); bar.update(weight(item))
                 submit(len(done))
 
-# %% ../nbs/00_core.ipynb #b559e562
+# %% ../nbs/00_core.ipynb #565b101d
 class RejectedInputs(Exception):
     "Raised by a strict run that refused some inputs; nothing was written."
 

@@ -18,13 +18,14 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .core import atomic_open, atomic_write, file_sha256, read_csv
+from .core import atomic_open, atomic_write, check_record, file_sha256, read_csv
 from .stats import PixelStats, save_stage_stats
 
 # %% auto #0
-__all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'NO_WEIGHTS', 'gpu_summary', 'densedepth_model',
-           'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend',
-           'depth_anything_backend', 'decode_jpeg', 'depth_paths', 'quantize', 'make_depth']
+__all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'DEPTH_REMEDY', 'NO_WEIGHTS', 'gpu_summary',
+           'densedepth_model', 'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess',
+           'densedepth_backend', 'depth_anything_backend', 'tiny_depth_anything', 'decode_jpeg', 'depth_paths',
+           'quantize', 'encode_maps', 'depth_backend', 'depth_record', 'make_depth']
 
 # %% ../nbs/04_depth.ipynb #cf3e4bb5
 def gpu_summary() -> str:
@@ -193,7 +194,19 @@ def depth_anything_backend(preset: str | None = None, weights=None, resolution=N
     return DepthBackend('depth_anything', infer, resolution, digest, relative=True,
                         far_limit='the 1st percentile of inverse depth over the calibration composites', preprocess=_imagenet)
 
-# %% ../nbs/04_depth.ipynb #4f04b939
+# %% ../nbs/04_depth.ipynb #d49493e6
+def tiny_depth_anything(path, size: int = 224) -> Path:
+    "Save at `path` a tiny Depth Anything V2 (4-layer DINOv2 of width 32) with random weights: an offline stand-in for a preset, for tests and demos."
+    import keras_hub
+    enc = keras_hub.models.DINOV2Backbone(patch_size=14, num_layers=4, hidden_dim=32, num_heads=2, intermediate_dim=128,
+                                           image_shape=(size, size, 3), position_embedding_shape=(518, 518))
+    bb = keras_hub.models.DepthAnythingBackbone(image_encoder=enc, reassemble_factors=[4, 2, 1, 0.5],
+        neck_hidden_dims=[16, 32, 64, 128], fusion_hidden_dim=128, head_hidden_dim=16, head_in_index=-1,
+        feature_keys=['stage1', 'stage2', 'stage3', 'stage4'])
+    keras_hub.models.DepthAnythingDepthEstimator(backbone=bb, depth_estimation_type='relative').save(path)
+    return Path(path)
+
+# %% ../nbs/04_depth.ipynb #8d3abcc6
 def decode_jpeg(data):
     "uint8 RGB of JPEG bytes `data` (a string tensor), pixel for pixel as Pillow decodes them (TensorFlow's default is up to 17 levels off)."
     import tensorflow as tf
@@ -209,7 +222,7 @@ def quantize(depth: np.ndarray, bits: int = 8) -> np.ndarray:
     top, dtype = (255, np.uint8) if bits == 8 else (65535, np.uint16)
     return np.rint(np.clip(depth, 0, 1) * top).astype(dtype)
 
-def _encode_maps(depth: np.ndarray, fmt: str, full_precision: bool):
+def encode_maps(depth: np.ndarray, fmt: str, full_precision: bool):
     "8-bit (and 16-bit) encodings of one depth map on the stored scale."
     d = depth[..., 0]
     b = io.BytesIO(); Image.fromarray(quantize(d), 'L').save(b, 'PNG' if fmt == 'png' else 'JPEG', **({} if fmt == 'png' else dict(quality=95)))
@@ -217,6 +230,29 @@ def _encode_maps(depth: np.ndarray, fmt: str, full_precision: bool):
     if full_precision:
         b16 = io.BytesIO(); Image.fromarray(quantize(d, 16)).save(b16, 'PNG'); out.append(b16.getvalue())
     return out
+
+def depth_backend(backend: str = 'densedepth', weights=None, preset: str | None = None, resolution: str | None = None) -> DepthBackend:
+    "Backend `backend` ('densedepth' or 'depth_anything') from its `weights` or KerasHub `preset`, in mixed precision on a GPU."
+    import tensorflow as tf
+    res = tuple(int(v) for v in resolution.lower().split('x')) if resolution else None
+    if tf.config.list_physical_devices('GPU'): import keras; keras.mixed_precision.set_global_policy('mixed_float16')
+    if backend == 'densedepth':
+        if not weights: raise ValueError(NO_WEIGHTS)
+        return densedepth_backend(weights, res or (480, 640))
+    if backend == 'depth_anything': return depth_anything_backend(preset, weights, res)
+    raise ValueError(f"backend must be 'densedepth' or 'depth_anything', not {backend!r}")
+
+def depth_record(model: DepthBackend, old: dict | None, first_images: Callable[[], np.ndarray], fmt: str = 'png',
+                 full_precision: bool = False) -> dict:
+    "What `depth.json` holds for `model`; a relative one takes the scale of `old` (same weights) or is calibrated on `first_images()`."
+    if model.relative:
+        if old and old.get('weights_sha256') == model.weights_sha256: model.scale = old['scale']
+        else: model.calibrate(first_images())
+    return dict(backend=model.name, weights_sha256=model.weights_sha256, resolution=list(model.resolution),
+                scale=model.scale, relative=model.relative, far_limit=model.far_limit, fmt=fmt, full_precision=full_precision,
+                convention='value proportional to depth: 0 at the camera, larger farther, the maximum (255 or 65535) the far limit')
+
+DEPTH_REMEDY = 'use a new dataset folder or delete bgfg_depth/, bgfg_depth16/ and depth.json'
 
 def make_depth(
     dataset, # dataset folder with `manifest.csv` and the composites
@@ -237,25 +273,13 @@ def make_depth(
     if fmt not in ('png', 'jpg'): raise ValueError(f"fmt must be 'png' or 'jpg', not {fmt!r}")
     if not (dataset/'manifest.csv').exists(): raise FileNotFoundError(f'{dataset}: no manifest.csv; run the composites stage first')
     rows = read_csv(dataset/'manifest.csv')[:limit]
-    res = tuple(int(v) for v in resolution.lower().split('x')) if resolution else None
-    if tf.config.list_physical_devices('GPU'): import keras; keras.mixed_precision.set_global_policy('mixed_float16')
-    if isinstance(backend, DepthBackend): model = backend
-    elif backend == 'densedepth':
-        if not weights: raise ValueError(NO_WEIGHTS)
-        model = densedepth_backend(weights, res or (480, 640))
-    elif backend == 'depth_anything': model = depth_anything_backend(preset, weights, res)
-    else: raise ValueError(f"backend must be 'densedepth' or 'depth_anything', not {backend!r}")
+    model = backend if isinstance(backend, DepthBackend) else depth_backend(backend, weights, preset, resolution)
     decode = lambda p: decode_jpeg(tf.io.read_file(p))
-    record, old = dataset/'depth.json', None
-    if record.exists(): old = json.loads(record.read_text())
-    if model.relative:
-        if old and old.get('weights_sha256') == model.weights_sha256: model.scale = old['scale']
-        else: model.calibrate(np.stack([decode(str(dataset/r['image'])).numpy() for r in rows[:calibration]]))
-    meta = dict(backend=model.name, weights_sha256=model.weights_sha256, resolution=list(model.resolution),
-                scale=model.scale, relative=model.relative, far_limit=model.far_limit, fmt=fmt, full_precision=full_precision,
-                convention='value proportional to depth: 0 at the camera, larger farther, the maximum (255 or 65535) the far limit')
-    if old and old != meta: raise ValueError(f'{dataset} holds depth maps from another model or settings ({record}); '
-                                             'use a new dataset folder or delete bgfg_depth/, bgfg_depth16/ and depth.json')
+    record = dataset/'depth.json'
+    old = json.loads(record.read_text()) if record.exists() else None
+    meta = depth_record(model, old, lambda: np.stack([decode(str(dataset/r['image'])).numpy() for r in rows[:calibration]]),
+                        fmt, full_precision)
+    check_record(record, old, meta, 'depth maps', DEPTH_REMEDY)
     atomic_write(record, json.dumps(meta, indent=1).encode())
     outs = [[dataset/p for p in depth_paths(r, fmt)[:1 + full_precision]] for r in rows]
     batches = [range(i, min(i + batch_size, len(rows))) for i in range(0, len(rows), batch_size)]
@@ -266,7 +290,7 @@ def make_depth(
           .take(len(order)).map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2))
     infer = model.compiled()
     def write(i, depth):
-        for path, data in zip(outs[i], _encode_maps(depth, fmt, full_precision)):
+        for path, data in zip(outs[i], encode_maps(depth, fmt, full_precision)):
             if not path.exists(): atomic_write(path, data)
     counting = limit is None and len(order) == len(rows) > 0  # a whole, fresh run sees every pixel: count them
     composites, maps = PixelStats(3), PixelStats(1)

@@ -19,7 +19,7 @@ from .core import atomic_write, iter_csv, parallel_map
 
 # %% auto #0
 __all__ = ['LEVELS', 'SETS', 'STAGE_STATS', 'TITLES', 'PixelStats', 'save_stage_stats', 'stage_stats', 'dataset_stats',
-           'placement_coverage', 'write_card', 'normalization']
+           'merge_stats', 'placement_coverage', 'write_card', 'normalization']
 
 # %% ../nbs/05_stats.ipynb #8b648e22
 LEVELS = np.arange(256, dtype=np.int64)
@@ -130,12 +130,18 @@ def dataset_stats(
     skip:tuple=(), # sets not to compute (already known)
 ) -> dict[str, PixelStats]:
     "Exact statistics of every image set present in `dataset`."
-    tasks, total = [t for t in _tasks(Path(dataset)) if not set(t[0]) <= set(skip)], {}
-    for part in parallel_map(_count, tasks, workers, desc='statistics', unit='folder', progress=progress, total=len(tasks)):
-        for name, st in part.items(): total[name] = total[name] + st if name in total else st
+    tasks = [t for t in _tasks(Path(dataset)) if not set(t[0]) <= set(skip)]
+    total = merge_stats(parallel_map(_count, tasks, workers, desc='statistics', unit='folder', progress=progress, total=len(tasks)))
     return {n: total[n] for n in SETS if n in total}
 
-# %% ../nbs/05_stats.ipynb #88c00c3d
+def merge_stats(parts: Iterable[dict[str, PixelStats]]) -> dict[str, PixelStats]:
+    "Sum of `parts` set by set: the statistics of the union of their images (any order, any grouping)."
+    total = {}
+    for part in parts:
+        for name, st in part.items(): total[name] = total[name] + st if name in total else st
+    return total
+
+# %% ../nbs/05_stats.ipynb #0f5d9ce1
 TITLES = {'bg': 'Backgrounds', 'fg': 'Foregrounds (colour of opaque pixels)', 'fg_alpha': 'Foreground alpha',
           'fg_mask': 'Foreground masks', 'bgfg': 'Composites', 'bgfg_mask': 'Composite masks', 'bgfg_depth': 'Depth maps'}
 
@@ -170,7 +176,7 @@ def _markdown(card: dict) -> str:
     pictures = ['![samples](card/samples.png)', '![histograms](card/histograms.png)', '![placements](card/placements.png)']
     return '\n'.join(lines + ['', '## Pictures'] + [l for p in pictures for l in ('', p)]) + '\n'
 
-# %% ../nbs/05_stats.ipynb #4b5b72d1
+# %% ../nbs/05_stats.ipynb #7792487c
 def _sample_sheet(dataset: Path, picks: list[dict], path: Path):
     import matplotlib.pyplot as plt
     from depthseg.composites import bg_path, fg_paths

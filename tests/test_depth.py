@@ -7,7 +7,7 @@ import pytest
 
 from depthseg.core import read_csv
 from depthseg.core import file_sha256
-from depthseg.depth import depth_paths, fetch_weights, load_densedepth, make_depth
+from depthseg.depth import depth_paths, fetch_weights, load_densedepth, make_depth, tiny_depth_anything
 
 
 def reference_nyu_h5(path):
@@ -93,21 +93,10 @@ def test_densedepth_stage_end_to_end(nyu, dataset):
         im = Image.open(dataset/depth_paths(r)[0]); assert (im.mode, im.size) == ('L', (224, 224))
 
 
-def tiny_depth_anything(path):
-    import keras_hub
-    enc = keras_hub.models.DINOV2Backbone(patch_size=14, num_layers=4, hidden_dim=32, num_heads=2, intermediate_dim=128,
-                                           image_shape=(112, 112, 3), position_embedding_shape=(518, 518))
-    bb = keras_hub.models.DepthAnythingBackbone(image_encoder=enc, reassemble_factors=[4, 2, 1, 0.5],
-        neck_hidden_dims=[16, 32, 64, 128], fusion_hidden_dim=128, head_hidden_dim=16, head_in_index=-1,
-        feature_keys=['stage1', 'stage2', 'stage3', 'stage4'])
-    keras_hub.models.DepthAnythingDepthEstimator(backbone=bb, depth_estimation_type='relative').save(path)
-    return path
-
-
 def test_kill_and_resume_depth(dataset, tmp_path):
     from depthseg.composites import make_composites
     make_composites(dataset, positions=5, backgrounds=2, progress=False)
-    tiny = tiny_depth_anything(tmp_path/'tiny.keras')
+    tiny = tiny_depth_anything(tmp_path/'tiny.keras', size=112)
     clean = Path(shutil.copytree(dataset, tmp_path/'clean'))
     args = ['--backend', 'depth_anything', '--weights', str(tiny), '--batch-size', '4', '--full-precision']
     subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(clean), *args], check=True, capture_output=True)
@@ -139,4 +128,4 @@ def test_a_failed_write_is_not_swallowed(dataset, tmp_path, monkeypatch):
         real(path, data)
     monkeypatch.setattr(depthseg.depth, 'atomic_write', failing)
     with pytest.raises(OSError, match='No space left'):
-        make_depth(dataset, backend='depth_anything', weights=str(tiny_depth_anything(tmp_path/'tiny.keras')), batch_size=4, progress=False)
+        make_depth(dataset, backend='depth_anything', weights=str(tiny_depth_anything(tmp_path/'tiny.keras', size=112)), batch_size=4, progress=False)

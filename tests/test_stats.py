@@ -48,10 +48,10 @@ def test_stats_command_writes_the_card(dataset):
 def test_stages_count_what_the_files_hold(dataset, tmp_path):
     from depthseg.depth import make_depth
     from depthseg.stats import stage_stats, write_card
-    from test_depth import tiny_depth_anything
+    from depthseg.depth import tiny_depth_anything
     make_composites(dataset, positions=2, backgrounds=3, progress=False)
     assert set(stage_stats(dataset)) == {'bgfg_mask'}
-    make_depth(dataset, backend='depth_anything', weights=str(tiny_depth_anything(tmp_path/'tiny.keras')), batch_size=16, progress=False)
+    make_depth(dataset, backend='depth_anything', weights=str(tiny_depth_anything(tmp_path/'tiny.keras', size=112)), batch_size=16, progress=False)
     recorded = stage_stats(dataset)
     assert set(recorded) == {'bgfg', 'bgfg_mask', 'bgfg_depth'}
     counted = dataset_stats(dataset, workers=2, progress=False)
