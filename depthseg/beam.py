@@ -16,8 +16,9 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .composites import (COMPOSITES_REMEDY, MANIFEST_FIELDS, Placement, Source, bg_path, compose, composite_paths,
-                                 composites_record, describe_sources, encode, fg_paths, manifest_row, pairs, placements)
+from .composites import (
+    COMPOSITES_REMEDY, MANIFEST_FIELDS, Placement, Source, bg_path, compose, composite_paths, composites_record,
+    describe_sources, encode, fg_paths, manifest_row, pairs, placements)
 from .core import atomic_open, check_record, remove_temporaries, write_csv
 from .depth import DEPTH_REMEDY, NO_WEIGHTS, depth_backend, depth_paths, depth_record, encode_maps, quantize
 from .stats import STAGE_STATS, PixelStats, merge_stats, write_card
@@ -110,7 +111,8 @@ def compose_pair(pair: tuple, job: Job) -> Iterator:
     "Write the composites and masks of `pair` = (bg, fg, bg_size, fg_size) not yet there; yield ((placement, missing depth paths), pixels) to label with depth, and the pair's statistics."
     beam = _beam()
     p0 = placements(*pair, job.positions, job.flip, job.seed)[0]
-    there = set().union(*(existing(_fs().join(_fs().split(q)[0], f'{p0.bg}_{p0.fg}_*')) for q in sum(job.outputs(p0), [])))
+    folders = {_fs().split(q)[0] for q in [*job.outputs(p0)[0], *job.outputs(p0)[1]]}  # one listing per folder
+    there = set().union(*(existing(_fs().join(f, f'{p0.bg}_{p0.fg}_*')) for f in folders))
     stats = dict(bgfg=PixelStats(3), bgfg_mask=PixelStats(1), bgfg_depth=PixelStats(1))
     for p, jpeg, png, mask in _pair_images(pair, job):
         (image_path, mask_path), maps = job.outputs(p)

@@ -39,7 +39,7 @@ def test_docs_site(executed, tmp_path, monkeypatch):
     assert [p.stem for p in pages] == sorted(p.stem for p in NOTEBOOKS)
     assert check_site(site, executed) == []
     shown = pictures(site)
-    for page in ('index', '01_backgrounds', '02_foregrounds', '03_composites', '04_depth', '05_stats', '98_samples'):
+    for page in ('index', '01_backgrounds', '02_foregrounds', '03_composites', '04_depth', '05_stats', '08_beam', '98_samples'):
         assert shown[page] >= 1, f'{page}.html shows no picture'
     home = (site/'index.html').read_text()
     text = html.unescape(re.sub(r'<[^>]+>', '', home))
