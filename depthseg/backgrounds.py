@@ -7,11 +7,10 @@ Docs: https://depthseg.github.io/depthseg/backgrounds.html.md"""
 # %% ../nbs/01_backgrounds.ipynb #121255e4
 from __future__ import annotations
 import io
-from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from .core import MAX_PIXELS, BadInput, StageReport, prepare_images, to_rgb
+from .core import MAX_PIXELS, StageReport, prepare_images, to_rgb
 
 # %% auto #0
 __all__ = ['CROPS', 'square', 'prepare_backgrounds']

@@ -111,7 +111,7 @@ def compose_pair(pair: tuple, job: Job) -> Iterator:
     "Write the composites and masks of `pair` = (bg, fg, bg_size, fg_size) not yet there; yield ((placement, missing depth paths), pixels) to label with depth, and the pair's statistics."
     beam = _beam()
     p0 = placements(*pair, job.positions, job.flip, job.seed)[0]
-    folders = {_fs().split(q)[0] for q in [*job.outputs(p0)[0], *job.outputs(p0)[1]]}  # one listing per folder
+    folders = {_fs().split(q)[0] for paths in job.outputs(p0) for q in paths}  # one listing per folder
     there = set().union(*(existing(_fs().join(f, f'{p0.bg}_{p0.fg}_*')) for f in folders))
     stats = dict(bgfg=PixelStats(3), bgfg_mask=PixelStats(1), bgfg_depth=PixelStats(1))
     for p, jpeg, png, mask in _pair_images(pair, job):

@@ -6,8 +6,7 @@ Docs: https://depthseg.github.io/depthseg/cli.html.md"""
 
 # %% ../nbs/99_cli.ipynb #9d14d260
 from __future__ import annotations
-import argparse, inspect, sys, tempfile, types, typing
-from pathlib import Path
+import argparse, inspect, sys, types, typing
 
 from fastcore.docments import docments
 

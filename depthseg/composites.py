@@ -7,7 +7,7 @@ Docs: https://depthseg.github.io/depthseg/composites.html.md"""
 # %% ../nbs/03_composites.ipynb #90431a4a
 from __future__ import annotations
 import io, json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple

@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #3bca72a7
 from __future__ import annotations
-import csv, hashlib, io, os, tempfile, warnings, zipfile
+import csv, hashlib, io, os, warnings, zipfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from itertools import islice

@@ -10,7 +10,7 @@ import importlib.resources, io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 # %% auto #0
 __all__ = ['SKIN', 'ROOM_SIZES', 'PROVENANCE', 'sample_dir', 'draw_room', 'draw_person', 'draw_dog', 'make_samples']

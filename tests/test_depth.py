@@ -5,8 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depthseg.core import read_csv
-from depthseg.core import file_sha256
+from depthseg.core import file_sha256, read_csv
 from depthseg.depth import depth_paths, fetch_weights, load_densedepth, make_depth, tiny_depth_anything
 
 

@@ -1,5 +1,5 @@
 "Pack, push and pull end to end: byte-for-byte round trips through a folder and HTTP (gdown), resume, damage, hostility."
-import functools, http.server, io, json, os, subprocess, sys, tarfile, threading
+import functools, http.server, io, json, subprocess, sys, tarfile, threading
 from pathlib import Path
 
 import pytest

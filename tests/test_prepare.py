@@ -1,8 +1,6 @@
 "Backgrounds and foregrounds stages end to end through the CLI: bad input, --strict, idempotence, the demo."
 import io, subprocess, sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

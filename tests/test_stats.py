@@ -1,6 +1,5 @@
 "Statistics and card end to end: every set equals NumPy on all its images at once; the card matches the files."
 import json, shutil, subprocess, sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
