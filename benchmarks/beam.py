@@ -4,19 +4,18 @@ Prints composites/s for `make_composites` (all cores) and for `make_beam` on the
 as processes), then images/s for depth: `make_depth` and `make_beam` with DenseDepth (random weights saved as nyu.h5 was)
 on composites already made, so the pipeline's cost over the stages it is built from shows.
 
-    python benchmarks/beam.py [--sources 20] [--positions 10] [--depth-images 96] [--resolution 224x224]
+    python benchmarks/beam.py [--sources 20] [--positions 10] [--depth-images 96] [--resolution 224x224] [--batch-size 8]
 """
-import argparse, os, shutil, sys, tempfile, time
+import argparse, os, shutil, tempfile, time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]/'tests'))
-from composites import make_sources  # procedural sources, prepared by the first two stages
-from test_depth import reference_nyu_h5  # a Keras 2 nyu.h5 with random weights
+from composites import make_sources  # benchmarks/composites.py: procedural sources, prepared by the first two stages
 
 from depthseg.beam import make_beam
-from depthseg.composites import make_composites
-from depthseg.depth import make_depth
+from depthseg.composites import CompositesJob, make_composites
+from depthseg.depth import DepthSpec, make_depth
+from depthseg.layout import BG, FG, FG_MASK, sources_table
+from depthseg.testing import reference_nyu_h5  # a Keras 2 nyu.h5 with random weights
 
 DIRECT = ['--runner=DirectRunner', f'--direct_num_workers={os.cpu_count()}', '--direct_running_mode=multi_processing']
 
@@ -26,7 +25,9 @@ def timed(fn, *args, **kwargs):
 
 
 def copy_sources(ds, to):
-    for folder in ('bg', 'fg', 'fg_mask'): shutil.copytree(ds/folder, to/folder)
+    "A new dataset folder `to` holding the prepared sources of `ds` (what the first two stages wrote), nothing else."
+    for folder in (BG, FG, FG_MASK): shutil.copytree(ds/folder, to/folder)
+    for table in (sources_table(BG), sources_table(FG)): shutil.copyfile(ds/table, to/table)
     return to
 
 
@@ -40,19 +41,20 @@ def main():
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix='depthseg-beam-bench-'))
     ds = make_sources(root, args.sources)
-    total = args.sources ** 2 * 2 * args.positions
-    single = timed(make_composites, copy_sources(ds, root/'single'), positions=args.positions, progress=False)
-    beam = timed(make_beam, copy_sources(ds, root/'beam'), DIRECT, positions=args.positions, progress=False)
+    job = CompositesJob(positions=args.positions)
+    total = args.sources ** 2 * job.per_pair
+    single = timed(make_composites, copy_sources(ds, root/'single'), job, progress=False)
+    beam = timed(make_beam, copy_sources(ds, root/'beam'), DIRECT, job, progress=False)
 
     reference_nyu_h5(root/'nyu.h5')
-    fgs = max(1, args.depth_images // (2 * args.positions))  # one background, enough foregrounds
-    small = dict(positions=args.positions, backgrounds=1, foregrounds=fgs)
-    depth = dict(weights=str(root/'nyu.h5'), resolution=args.resolution, batch_size=args.batch_size)
+    fgs = max(1, args.depth_images // job.per_pair)  # one background, enough foregrounds
+    small = dict(backgrounds=1, foregrounds=fgs)
+    spec = DepthSpec(weights=root/'nyu.h5', resolution=args.resolution, batch_size=args.batch_size)
     d_single, d_beam = copy_sources(ds, root/'d_single'), copy_sources(ds, root/'d_beam')
-    make_composites(d_single, **small, progress=False); make_composites(d_beam, **small, progress=False)
-    n = fgs * 2 * args.positions
-    t_single = timed(make_depth, d_single, **depth, progress=False)
-    t_beam = timed(make_beam, d_beam, ['--runner=DirectRunner'], **small, **depth, progress=False)
+    make_composites(d_single, job, **small, progress=False); make_composites(d_beam, job, **small, progress=False)
+    n = fgs * job.per_pair
+    t_single = timed(make_depth, d_single, spec, progress=False)
+    t_beam = timed(make_beam, d_beam, ['--runner=DirectRunner'], job, spec, **small, progress=False)
 
     print(f'\non {os.cpu_count()} cores, 224x224 composites + masks, {args.sources} x {args.sources} x 2 x {args.positions} = {total:,}')
     print(f'  make_composites (processes)           {total / single:8,.0f} composites/s   {single:6.1f} s')

@@ -9,38 +9,39 @@ Prints, for 224x224 composites with their masks:
     python benchmarks/composites.py [--sources 99] [--positions 20] [--sample 20000]
 """
 import argparse, os, tempfile, time
+from functools import partial
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
 from depthseg.backgrounds import prepare_backgrounds
-from depthseg.composites import bg_path, compose, encode, fg_paths, make_composites, placements
+from depthseg.composites import CompositesJob, CompositesPlan, compose, encode, make_composites, placements, read_sources
 from depthseg.core import parallel_map
 from depthseg.foregrounds import prepare_foregrounds
-from depthseg.samples import ROOM_SIZES, draw_dog, draw_person, draw_room
+from depthseg.layout import COMPOSITES, MASKS, bg_file, fg_files
+from depthseg.store import open_store
+from depthseg.testing import draw_sources
 
 
 def make_sources(root, n):
-    "n procedural backgrounds and n foregrounds (one in ten a dog), prepared by the first two stages."
-    for kind in ('rooms', 'cutouts'): (root/kind).mkdir(parents=True)
-    for i in range(n):
-        draw_room(i, ROOM_SIZES[i % 3]).save(root/f'rooms/room_{i:03d}.jpg', quality=90)
-        (draw_dog(i) if i % 10 == 9 else draw_person(i)).save(root/f'cutouts/cut_{i:03d}.png')
-    ds = root/'dataset'
-    prepare_backgrounds(root/'rooms', ds, progress=False); prepare_foregrounds(root/'cutouts', ds, progress=False)
+    "n procedural backgrounds and n foregrounds (one in ten a dog), prepared by the first two stages; the dataset folder."
+    rooms, cutouts = draw_sources(root, n)
+    ds = Path(root)/'dataset'
+    prepare_backgrounds(rooms, ds, progress=False); prepare_foregrounds(cutouts, ds, progress=False)
     return ds
 
 
-def pairs_of(ds, positions):
-    bgs = {p.stem: Image.open(p).size for p in sorted((ds/'bg').glob('*.jpg'))}
-    fgs = {p.stem: Image.open(p).size for p in sorted((ds/'fg').glob('*.png'))}
-    return [placements(b, f, bgs[b], fgs[f], positions) for b in bgs for f in fgs]
+def pairs_of(ds, job):
+    "The placements of every foreground on every background of `ds`, one list per pair, in manifest order."
+    store = open_store(ds)
+    plan = CompositesPlan(job, read_sources(store, 'bg'), read_sources(store, 'fg'))
+    return [placements(*pair, job) for pair in plan.pairs()]
 
 
-def _in_memory(ps):
+def _in_memory(ds, ps):
     "Compose and encode one pair's composites, write nothing: the work the stage cannot avoid."
-    ds, (fg_file, mask_file) = Path(os.environ['DEPTHSEG_BENCH']), fg_paths(ps[0].fg)
-    bg = Image.open(ds/bg_path(ps[0].bg)).convert('RGB')
+    fg_file, mask_file = fg_files(ps[0].fg)
+    bg = Image.open(ds/bg_file(ps[0].bg)).convert('RGB')
     fg, mask = Image.open(ds/fg_file).convert('RGBA'), Image.open(ds/mask_file).convert('L')
     return sum(len(a) + len(b) for a, b in (encode(*compose(bg, fg, mask, p)) for p in ps))
 
@@ -50,8 +51,8 @@ def naive(ds, ps_list, out):
     out.mkdir()
     for ps in ps_list:
         for p in ps:
-            bg = Image.open(ds/f'bg/{p.bg}.jpg').convert('RGB')
-            fg = Image.open(ds/f'fg/{p.fg}.png').convert('RGBA')
+            bg = Image.open(ds/bg_file(p.bg)).convert('RGB')
+            fg = Image.open(ds/fg_files(p.fg)[0]).convert('RGBA')
             if p.flip: fg = ImageOps.mirror(fg)
             bg.paste(fg, (p.x, p.y), fg); bg.save(out/f'{p.id}.jpg', quality=95)
             m = Image.new('L', bg.size); m.paste(fg.getchannel('A').point(lambda v: 255 if v > 127 else 0), (p.x, p.y))
@@ -67,20 +68,20 @@ def main():
     args = ap.parse_args()
     root = Path(args.workdir or tempfile.mkdtemp(prefix='depthseg-bench-'))
     ds = make_sources(root, args.sources)
-    os.environ['DEPTHSEG_BENCH'] = str(ds)
-    pairs = pairs_of(ds, args.positions)
+    job = CompositesJob(positions=args.positions)
+    pairs = pairs_of(ds, job)
     total = sum(map(len, pairs))
-    sample = pairs[::max(1, len(pairs) * 2 * args.positions // args.sample)]
+    sample = pairs[::max(1, len(pairs) * job.per_pair // args.sample)]
     n_sample = sum(map(len, sample))
 
-    t = time.perf_counter(); list(parallel_map(_in_memory, sample, desc='limit', unit='pair'))
+    t = time.perf_counter(); list(parallel_map(partial(_in_memory, ds), sample, desc='limit', unit='pair'))
     limit = n_sample / (time.perf_counter() - t)
     t = time.perf_counter(); naive(ds, sample[:max(1, len(sample) // 10)], root/'naive')
     naive_rate = sum(map(len, sample[:max(1, len(sample) // 10)])) / (time.perf_counter() - t)
-    t = time.perf_counter(); make_composites(ds, positions=args.positions)
+    t = time.perf_counter(); make_composites(ds, job)
     elapsed = time.perf_counter() - t
     e2e = total / elapsed
-    size = sum(p.stat().st_size for f in ('bgfg', 'bgfg_mask') for p in (ds/f).rglob('*.*'))
+    size = sum(p.stat().st_size for f in (COMPOSITES, MASKS) for p in (ds/f).rglob('*.*'))
     print(f'\ncomposites of 224x224 + masks, {args.sources} backgrounds x {args.sources} foregrounds x 2 x {args.positions}'
           f' = {total:,}, on {os.cpu_count()} cores')
     print(f'  end to end (make_composites, files written) {e2e:8,.0f} composites/s   {elapsed:6.1f} s for {total:,}, {size / 2**30:.2f} GiB')

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from depthseg.cli import demo
 from depthseg.data import load, to_tfrecord
+from depthseg.layout import COMPOSITES, MASKS
 from depthseg.pack import pack
 
 
@@ -26,10 +27,10 @@ def main():
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix='depthseg-data-bench-'))
     ds = root/'dataset'
-    demo(ds, positions=args.positions, progress=False)
+    demo(ds, positions=args.positions, progress=False)  # the embedded sample photos, composites and card, as documented
     to_tfrecord(ds, root/'tfrecord', progress=False)
     pack(ds, root/'packed', progress=False)
-    lean = shutil.copytree(ds, root/'lean', ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask'))
+    lean = shutil.copytree(ds, root/'lean', ignore=shutil.ignore_patterns(COMPOSITES, MASKS))
     kw = dict(split='all', batch_size=args.batch_size, size=(args.size, args.size), depth=False, shuffle=True)
     rows = [('folder', rate(load(ds, **kw))), ('tar shards, in place', rate(load(root/'packed', source='shards', **kw))),
             ('tfrecord', rate(load(root/'tfrecord', source='tfrecord', **kw))),

@@ -5,19 +5,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depthseg.beam import make_beam, open_write
+from depthseg.beam import make_beam
 from depthseg.cli import main
-from depthseg.composites import make_composites
+from depthseg.composites import CompositesJob, make_composites
 from depthseg.core import read_csv
-from depthseg.depth import depth_paths, make_depth
-from depthseg.stats import stage_stats, write_card
-from test_depth import reference_nyu_h5
+from depthseg.depth import DepthSpec, make_depth
+from depthseg.layout import depth_files
+from depthseg.pixels import stage_stats
+from depthseg.stats import write_card
+from depthseg.store import open_store
+from depthseg.testing import reference_nyu_h5, tiny_depth_anything
 
 SIZE = ['--positions', '2', '--backgrounds', '2', '--foregrounds', '3']
 
 
 def depth_maps(ds, r):
-    return [np.asarray(Image.open(ds/p), np.int32) for p in depth_paths(r)]
+    return [np.asarray(Image.open(ds/p), np.int32) for p in depth_files(r['bg'], r['id'])]
 
 
 def test_directrunner_equals_single_machine(sources, tmp_path):
@@ -25,9 +28,9 @@ def test_directrunner_equals_single_machine(sources, tmp_path):
     nyu = tmp_path/'nyu.h5'
     reference_nyu_h5(nyu)  # DenseDepth as nyu.h5 was saved, random weights, through the real loader
     single, beam = (shutil.copytree(sources, tmp_path/name) for name in ('single', 'beam'))
-    depth = dict(weights=str(nyu), resolution='64x64', batch_size=4, full_precision=True)
-    make_composites(single, positions=2, backgrounds=2, foregrounds=3, progress=False)
-    make_depth(single, **depth, progress=False)
+    job, depth = CompositesJob(positions=2), DepthSpec(weights=nyu, resolution='64x64', batch_size=4, full_precision=True)
+    make_composites(single, job, backgrounds=2, foregrounds=3, progress=False)
+    make_depth(single, depth, progress=False)
     write_card(single, recompute=False, progress=False)
 
     out = io.StringIO()
@@ -62,11 +65,11 @@ def test_directrunner_equals_single_machine(sources, tmp_path):
     # an interrupted run: some maps and a composite lost; a rerun makes exactly those again
     files = [p for p in beam.rglob('*') if p.is_file() and p.parts[-3] in ('bgfg', 'bgfg_mask', 'bgfg_depth', 'bgfg_depth16')]
     before = {p: p.read_bytes() for p in files}
-    for r in rows[3:6]: (beam/depth_paths(r)[0]).unlink()
+    for r in rows[3:6]: (beam/depth_files(r['bg'], r['id'])[0]).unlink()
     (beam/rows[7]['image']).unlink()
-    report = make_beam(beam, positions=2, backgrounds=2, foregrounds=3, progress=False, **depth)
+    report = make_beam(beam, job=job, depth=depth, backgrounds=2, foregrounds=3, progress=False)
     assert (report.composites, report.maps) == (1, 3)
-    redone = {beam/depth_paths(r)[0] for r in rows[3:6]}
+    redone = {beam/depth_files(r['bg'], r['id'])[0] for r in rows[3:6]}
     assert {p: p.read_bytes() for p in files if p not in redone} == {p: d for p, d in before.items() if p not in redone}
     for p in redone:  # batches may differ from the first run's: within one level
         assert np.abs(np.asarray(Image.open(p), np.int32) - np.asarray(Image.open(io.BytesIO(before[p])), np.int32)).max() <= 1
@@ -128,13 +131,12 @@ class Bucket:
 def test_a_bucket_dataset(sources, tmp_path):
     "A dataset on (a stand-in for) cloud storage: same files as a local run, records read back, the rerun lists and skips."
     import shutil
-    from depthseg.depth import tiny_depth_anything
     Bucket.root = tmp_path/'bucket'
     filesystem = Bucket.filesystem()  # Beam finds it among the subclasses of FileSystem while it lives
     shutil.copytree(sources, Bucket.root/'ds')
     local = shutil.copytree(sources, tmp_path/'local')
-    args = dict(positions=1, backgrounds=2, foregrounds=2, backend='depth_anything',
-                weights=str(tiny_depth_anything(tmp_path/'tiny.keras', size=112)), batch_size=4)
+    args = dict(job=CompositesJob(positions=1), backgrounds=2, foregrounds=2,
+                depth=DepthSpec('depth_anything', weights=tiny_depth_anything(tmp_path/'tiny.keras', size=112), batch_size=4))
     make_beam(local, progress=False, **args)
     out = io.StringIO()
     with contextlib.redirect_stdout(out): report = make_beam('testbucket://ds', **args)
@@ -143,10 +145,10 @@ def test_a_bucket_dataset(sources, tmp_path):
     for name in ('manifest.csv', 'composites.json', 'depth.json'): assert (remote/name).read_bytes() == (local/name).read_bytes(), name
     for r in read_csv(local/'manifest.csv'):
         for key in ('image', 'mask'): assert (remote/r[key]).read_bytes() == (local/r[key]).read_bytes()
-        assert (remote/depth_paths(r)[0]).exists()
+        assert (remote/depth_files(r['bg'], r['id'])[0]).exists()
     assert stage_stats(remote)['bgfg'].to_json() == stage_stats(local)['bgfg'].to_json()
     again = make_beam('testbucket://ds', progress=False, **args)
     assert (again.composites, again.maps) == (0, 0)
     with pytest.raises(OSError):  # an upload that fails midway is never completed: no partial object
-        with open_write('testbucket://ds/partial.csv', text=True) as f: f.write('id\n'); raise OSError('connection lost')
+        with open_store('testbucket://ds').open_write('partial.csv', text=True) as f: f.write('id\n'); raise OSError('connection lost')
     assert not (remote/'partial.csv').exists()

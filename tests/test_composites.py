@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from depthseg.composites import Placement, compose, make_composites
+from depthseg.composites import CompositesJob, Placement, compose, make_composites
 from depthseg.core import read_csv
 
 
@@ -25,7 +25,7 @@ def test_counts_with_defaults(dataset):
 
 
 def test_masks_and_composites_match_the_manifest(dataset):
-    make_composites(dataset, positions=3, backgrounds=4, progress=False)
+    make_composites(dataset, CompositesJob(positions=3), backgrounds=4, progress=False)
     for r in read_csv(dataset/'manifest.csv'):
         x, y, w, h = (int(r[k]) for k in ('x', 'y', 'width', 'height'))
         fg = Image.open(dataset/f"fg/{r['fg']}.png")
@@ -48,7 +48,7 @@ def test_workers_do_not_change_bytes(sources, tmp_path):
     outs = []
     for workers in (1, 2):
         ds = Path(shutil.copytree(sources, tmp_path/f'w{workers}'))
-        make_composites(ds, positions=2, workers=workers, progress=False)
+        make_composites(ds, CompositesJob(positions=2), workers=workers, progress=False)
         outs.append(tree(ds))
     assert outs[0] == outs[1]
 
@@ -56,7 +56,7 @@ def test_workers_do_not_change_bytes(sources, tmp_path):
 def test_kill_and_resume_is_byte_identical(sources, tmp_path):
     import shutil
     clean = Path(shutil.copytree(sources, tmp_path/'clean'))
-    make_composites(clean, positions=10, workers=1, progress=False)
+    make_composites(clean, CompositesJob(positions=10), workers=1, progress=False)
     ds = Path(shutil.copytree(sources, tmp_path/'killed'))
     cmd = [sys.executable, '-m', 'depthseg.cli', 'composites', str(ds), '--positions', '10', '--workers', '2']
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -68,7 +68,7 @@ def test_kill_and_resume_is_byte_identical(sources, tmp_path):
     assert not (ds/'manifest.csv').exists(), 'the run finished before it could be killed'
     done = {p: p.stat().st_ino for p in (ds/'bgfg').rglob('*.jpg')}
     for p in done: Image.open(p).load()  # a file under its final name is never truncated
-    report = make_composites(ds, positions=10, workers=2, progress=False)
+    report = make_composites(ds, CompositesJob(positions=10), workers=2, progress=False)
     assert report.written < report.total
     assert all(p.stat().st_ino == ino for p, ino in done.items()), 'finished composites were made again'
     assert not list(ds.rglob('.*.tmp'))

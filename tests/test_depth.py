@@ -5,35 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from depthseg.composites import CompositesJob, make_composites
 from depthseg.core import file_sha256, read_csv
-from depthseg.depth import depth_paths, fetch_weights, load_densedepth, make_depth, tiny_depth_anything
-
-
-def reference_nyu_h5(path):
-    "A DenseDepth with random weights, built in Keras 2 (tf_keras) and saved as a full HDF5 model, as nyu.h5 was."
-    import tensorflow as tf
-    import tf_keras as k2
-
-    class BilinearUpSampling2D(k2.layers.Layer):
-        def call(self, x):
-            return tf.compat.v1.image.resize(x, tf.shape(x)[1:3] * 2, align_corners=True)
-
-    def depth_loss_function(y_true, y_pred): return k2.backend.mean(k2.backend.abs(y_true - y_pred))
-
-    k2.utils.set_random_seed(0)
-    enc = k2.applications.DenseNet169(include_top=False, weights=None, input_shape=(None, None, 3))
-    width = enc.output.shape[-1]
-    x = k2.layers.Conv2D(width, 1, padding='same', name='conv2')(enc.output)
-    for i, skip in enumerate(['pool3_pool', 'pool2_pool', 'pool1', 'conv1/relu'], 1):
-        x = BilinearUpSampling2D(name=f'up{i}_upsampling2d')(x)
-        x = k2.layers.Concatenate(name=f'up{i}_concat')([x, enc.get_layer(skip).output])
-        x = k2.layers.Conv2D(width // 2**i, 3, padding='same', name=f'up{i}_convA')(x)
-        x = k2.layers.Conv2D(width // 2**i, 3, padding='same', name=f'up{i}_convB')(x)
-        x = k2.layers.LeakyReLU(0.2)(x)
-    model = k2.Model(enc.input, k2.layers.Conv2D(1, 3, padding='same', name='conv3')(x))
-    model.compile(optimizer='adam', loss=depth_loss_function)
-    model.save(path)  # .h5: the Keras 2 HDF5 full-model format of nyu.h5
-    return model
+from depthseg.depth import DepthSpec, fetch_weights, load_densedepth, make_depth
+from depthseg.layout import depth_files
+from depthseg.testing import reference_nyu_h5, tiny_depth_anything
 
 
 @pytest.fixture(scope='module')
@@ -83,18 +59,16 @@ def test_weights_by_url_are_cached_and_checked(nyu, tmp_path):
 
 
 def test_densedepth_stage_end_to_end(nyu, dataset):
-    from depthseg.composites import make_composites
-    make_composites(dataset, positions=1, backgrounds=1, foregrounds=2, progress=False)
-    meta = make_depth(dataset, weights=str(nyu[0]), resolution='64x64', batch_size=2, progress=False)
+    make_composites(dataset, CompositesJob(positions=1), backgrounds=1, foregrounds=2, progress=False)
+    meta = make_depth(dataset, DepthSpec(weights=nyu[0], resolution='64x64', batch_size=2), progress=False)
     assert meta['backend'] == 'densedepth' and meta['weights_sha256'] == file_sha256(nyu[0])
     from PIL import Image
     for r in read_csv(dataset/'manifest.csv'):
-        im = Image.open(dataset/depth_paths(r)[0]); assert (im.mode, im.size) == ('L', (224, 224))
+        im = Image.open(dataset/depth_files(r['bg'], r['id'])[0]); assert (im.mode, im.size) == ('L', (224, 224))
 
 
 def test_kill_and_resume_depth(dataset, tmp_path):
-    from depthseg.composites import make_composites
-    make_composites(dataset, positions=5, backgrounds=2, progress=False)
+    make_composites(dataset, CompositesJob(positions=5), backgrounds=2, progress=False)
     tiny = tiny_depth_anything(tmp_path/'tiny.keras', size=112)
     clean = Path(shutil.copytree(dataset, tmp_path/'clean'))
     args = ['--backend', 'depth_anything', '--weights', str(tiny), '--batch-size', '4', '--full-precision']
@@ -117,14 +91,13 @@ def test_kill_and_resume_depth(dataset, tmp_path):
 
 
 def test_a_failed_write_is_not_swallowed(dataset, tmp_path, monkeypatch):
-    import depthseg.depth
-    from depthseg.composites import make_composites
-    make_composites(dataset, positions=2, backgrounds=2, progress=False)
-    real, calls = depthseg.depth.atomic_write, []
+    import depthseg.store
+    make_composites(dataset, CompositesJob(positions=2), backgrounds=2, progress=False)
+    real, calls = depthseg.store.atomic_write, []
     def failing(path, data):
         calls.append(path)
         if len(calls) == 3: raise OSError(28, 'No space left on device', str(path))
         real(path, data)
-    monkeypatch.setattr(depthseg.depth, 'atomic_write', failing)
+    monkeypatch.setattr(depthseg.store, 'atomic_write', failing)
     with pytest.raises(OSError, match='No space left'):
-        make_depth(dataset, backend='depth_anything', weights=str(tiny_depth_anything(tmp_path/'tiny.keras', size=112)), batch_size=4, progress=False)
+        make_depth(dataset, DepthSpec('depth_anything', weights=tiny_depth_anything(tmp_path/'tiny.keras', size=112), batch_size=4), progress=False)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from depthseg.composites import make_composites
+from depthseg.composites import CompositesJob, make_composites
 from depthseg.core import file_sha256
 from depthseg.pack import INDEX, pack, pull, push
 
@@ -48,7 +48,7 @@ def files(root):
 
 @pytest.fixture
 def packed(dataset, tmp_path):
-    make_composites(dataset, positions=1, progress=False)
+    make_composites(dataset, CompositesJob(positions=1), progress=False)
     index = pack(dataset, tmp_path/'shards', shard_size=1_500_000, progress=False)
     assert len(index['shards']) >= 3
     return dataset, tmp_path/'shards', index

@@ -4,12 +4,12 @@ import json, shutil, subprocess, sys
 import numpy as np
 from PIL import Image
 
-from depthseg.composites import make_composites
+from depthseg.composites import CompositesJob, make_composites
 from depthseg.stats import dataset_stats, normalization
 
 
 def test_every_set_equals_numpy(dataset):
-    make_composites(dataset, positions=2, backgrounds=5, progress=False)
+    make_composites(dataset, CompositesJob(positions=2), backgrounds=5, progress=False)
     for src in (dataset/'bgfg_mask').iterdir():  # stand-in depth maps: one-channel PNGs where depth maps go
         shutil.copytree(src, dataset/'bgfg_depth'/src.name)
     stats = dataset_stats(dataset, workers=2, progress=False)
@@ -29,7 +29,7 @@ def test_every_set_equals_numpy(dataset):
 
 
 def test_stats_command_writes_the_card(dataset):
-    make_composites(dataset, positions=1, progress=False)
+    make_composites(dataset, CompositesJob(positions=1), progress=False)
     r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'stats', str(dataset)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     card = json.loads((dataset/'dataset.json').read_text())
@@ -45,12 +45,13 @@ def test_stats_command_writes_the_card(dataset):
 
 
 def test_stages_count_what_the_files_hold(dataset, tmp_path):
-    from depthseg.depth import make_depth
-    from depthseg.stats import stage_stats, write_card
-    from depthseg.depth import tiny_depth_anything
-    make_composites(dataset, positions=2, backgrounds=3, progress=False)
+    from depthseg.depth import DepthSpec, make_depth
+    from depthseg.pixels import stage_stats
+    from depthseg.stats import write_card
+    from depthseg.testing import tiny_depth_anything
+    make_composites(dataset, CompositesJob(positions=2), backgrounds=3, progress=False)
     assert set(stage_stats(dataset)) == {'bgfg_mask'}
-    make_depth(dataset, backend='depth_anything', weights=str(tiny_depth_anything(tmp_path/'tiny.keras', size=112)), batch_size=16, progress=False)
+    make_depth(dataset, DepthSpec('depth_anything', weights=tiny_depth_anything(tmp_path/'tiny.keras', size=112), batch_size=16), progress=False)
     recorded = stage_stats(dataset)
     assert set(recorded) == {'bgfg', 'bgfg_mask', 'bgfg_depth'}
     counted = dataset_stats(dataset, workers=2, progress=False)
