@@ -61,7 +61,7 @@ def main():
     print(f'  make_beam, DirectRunner, composites   {total / beam:8,.0f} composites/s   {beam:6.1f} s   ({beam / single:.1f}x the time)')
     print(f'depth, DenseDepth at {args.resolution}, batch {args.batch_size}, {n} composites already made (times include loading the model)')
     print(f'  make_depth                            {n / t_single:8.2f} images/s       {t_single:6.1f} s')
-    print(f'  make_beam, DirectRunner, RunInference {n / t_beam:8.2f} images/s       {t_beam:6.1f} s   ({t_beam / t_single:.1f}x the time)')
+    print(f'  make_beam, DirectRunner, label_batch  {n / t_beam:8.2f} images/s       {t_beam:6.1f} s   ({t_beam / t_single:.1f}x the time)')
 
 
 if __name__ == '__main__': main()
