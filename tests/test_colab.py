@@ -51,3 +51,21 @@ def test_install_cell_installs_what_the_notebook_imports(nb):
             if isinstance(node, ast.Import): imported |= {a.name.split('.')[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0: imported.add(node.module.split('.')[0])
     assert imported <= have, f'{nb.name} imports {sorted(imported - have)}, which its install cell does not install'
+
+
+def test_cells_the_tests_skip_call_the_library_as_it_is():
+    "The `#| eval: false` cells (full-size runs, Colab, Dataflow) are never run here: their calls must at least fit the signatures."
+    import inspect
+    import depthseg.beam, depthseg.cli, depthseg.composites, depthseg.data, depthseg.depth, depthseg.pack, depthseg.stats
+    fns = {n: getattr(m, n) for m in (depthseg.beam, depthseg.cli, depthseg.composites, depthseg.data, depthseg.depth,
+                                       depthseg.pack, depthseg.stats) for n in getattr(m, '__all__', []) if callable(getattr(m, n))}
+    checked = 0
+    for nb in NBS:
+        for src in code_cells(nb):
+            if '#| eval: false' not in src: continue
+            for node in ast.walk(ast.parse(TransformerManager().transform_cell(src))):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in fns:
+                    args = [None] * len(node.args)
+                    inspect.signature(fns[node.func.id]).bind(*args, **{k.arg: None for k in node.keywords if k.arg})
+                    checked += 1
+    assert checked >= 5, checked  # the full-size cells of the depth, pack and Dataflow pages
