@@ -10,7 +10,7 @@ import io
 
 from PIL import Image, ImageOps
 
-from .core import MAX_PIXELS, StageReport, prepare_images, to_rgb
+from .core import MAX_PIXELS, NEAR_BITS, StageReport, prepare_images, to_rgb
 from .layout import BG
 
 # %% auto #0
@@ -36,6 +36,9 @@ def prepare_backgrounds(
     min_side:int=32, # refuse photos whose shorter side is below this, in pixels
     max_pixels:int=MAX_PIXELS, # refuse photos with more pixels than this (decompression bombs)
     strict:bool=False, # refuse to write anything if any input is rejected
+    near_bits:int=NEAR_BITS, # images whose perceptual hashes differ in at most this many of 64 bits are near-duplicates
+    drop_near_duplicates:bool=False, # drop near-duplicates (the same image resized or saved again), not only report them
+    wait:bool=False, # wait for another run on this dataset to finish instead of stopping
     progress:bool=True, # show a progress bar and a summary
 ) -> StageReport:
     "Write every usable photo of folder or zip `src` as `out/bg/bg_NNN.jpg`, `size` x `size` RGB JPEG."
@@ -43,4 +46,4 @@ def prepare_backgrounds(
     def convert(im, name):
         buf = io.BytesIO(); square(im, size, crop).save(buf, 'JPEG', quality=quality)
         return {BG: buf.getvalue()}
-    return prepare_images(BG, src, out, convert, min_side, max_pixels, strict, progress)
+    return prepare_images(BG, src, out, convert, min_side, max_pixels, strict, near_bits, drop_near_duplicates, wait, progress)

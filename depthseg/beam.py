@@ -72,8 +72,9 @@ def _pipeline(pl, store, plan: CompositesPlan, spec: DepthSpec | None, scale: fl
         starts = range(0, plan.total, spec.batch_size)
         parts.append(pl | 'Batches' >> beam.Create([(s, s + spec.batch_size) for s in starts]) | 'Spread batches' >> beam.Reshuffle()
                         | 'Depth' >> beam.ParDo(_depth_fn(spec, plan, store, scale), done))
+    stage = 'depth' if spec else 'composites'  # the last stage whose pixels were counted
     (parts | 'All statistics' >> beam.Flatten() | 'Sum' >> beam.CombineGlobally(merge_stats)
-           | 'Record' >> beam.Map(lambda stats: save_stage_stats(store, stats)))
+           | 'Record' >> beam.Map(lambda stats: save_stage_stats(store, stats, stage)))
 
 # %% ../nbs/13_beam.ipynb #509e9272
 def make_beam(
@@ -83,25 +84,27 @@ def make_beam(
     depth:DepthSpec|None=None, # the depth model and maps, as for `make_depth`; weights every worker can read (None: no depth)
     backgrounds:int|None=None, # use only the first N backgrounds (default: all)
     foregrounds:int|None=None, # use only the first N foregrounds (default: all)
+    wait:bool=False, # wait for another run on this dataset to finish instead of stopping (local folders)
     progress:bool=True, # print what is run and a summary
 ) -> BeamReport:
     "Make the composites, masks, depth maps and statistics of `dataset` as one Apache Beam pipeline."
     beam = beam_module()
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
     store = open_store(dataset)
-    plan = plan_composites(store, job, backgrounds, foregrounds)
-    prepare_folders(store, plan, (COMPOSITES, MASKS) + ((DEPTH, DEPTH16) if depth else ()))
-    scale, made = _plan_depth(store, plan, depth) if depth else (None, 0)
-    if not depth and progress: print(f'depth: skipped, no depth spec given. {NO_WEIGHTS}')
-    options = PipelineOptions(list(pipeline_args or []))
-    pl = beam.Pipeline(options=options)
-    _pipeline(pl, store, plan, depth, scale)
-    if progress: print(f'beam: running on {options.view_as(StandardOptions).runner or "DirectRunner"}')
-    result = pl.run(); result.wait_until_finish()
-    counts = {c.key.metric.name: c.committed for c in result.metrics().query()['counters'] if c.key.metric.namespace == 'depthseg'}
-    finish_composites(store, plan, {})
-    if store.local: write_card(store.root, recompute=False, progress=progress)
-    elif progress: print(f'card: not written to {store}; run `depthseg stats` where the dataset is mounted as a folder')
+    with store.hold('beam', wait):
+        plan = plan_composites(store, job, backgrounds, foregrounds)
+        prepare_folders(store, plan, (COMPOSITES, MASKS) + ((DEPTH, DEPTH16) if depth else ()))
+        scale, made = _plan_depth(store, plan, depth) if depth else (None, 0)
+        if not depth and progress: print(f'depth: skipped, no depth spec given. {NO_WEIGHTS}')
+        options = PipelineOptions(list(pipeline_args or []))
+        pl = beam.Pipeline(options=options)
+        _pipeline(pl, store, plan, depth, scale)
+        if progress: print(f'beam: running on {options.view_as(StandardOptions).runner or "DirectRunner"}')
+        result = pl.run(); result.wait_until_finish()
+        counts = {c.key.metric.name: c.committed for c in result.metrics().query()['counters'] if c.key.metric.namespace == 'depthseg'}
+        finish_composites(store, plan, {})
+        if store.local: write_card(store.root, recompute=False, progress=progress)
+        elif progress: print(f'card: not written to {store}; run `depthseg stats` where the dataset is mounted as a folder')
     report = BeamReport(plan.total, made + counts.get('composites written', 0), counts.get('depth maps written', 0), str(store))
     if progress: print(report)
     return report

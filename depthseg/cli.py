@@ -15,13 +15,14 @@ from . import __version__
 from .backgrounds import prepare_backgrounds
 from .beam import make_beam
 from .composites import CompositesJob, make_composites
-from .core import BadInput, RejectedInputs
+from .core import BadInput, Busy, RejectedInputs, dataset_lock
 from .data import to_tfrecord
 from .depth import NO_WEIGHTS, DepthSpec, make_depth
 from .foregrounds import prepare_foregrounds
 from .pack import pack, pull, push
 from .samples import sample_dir
 from .stats import write_card
+from .store import clean
 
 # %% auto #0
 __all__ = ['COMMANDS', 'demo', 'add_command', 'parser', 'main']
@@ -35,18 +36,19 @@ def demo(
     progress:bool=True, # show progress bars and summaries
 ):
     "Build a small dataset from the embedded sample data: backgrounds, foregrounds, masks, composites, depth and its card."
-    prepare_backgrounds(sample_dir('backgrounds'), out, progress=progress)
-    prepare_foregrounds(sample_dir('foregrounds'), out, progress=progress)
-    report = make_composites(out, CompositesJob(positions=positions), workers=workers, progress=progress)
-    if weights: make_depth(out, DepthSpec(weights=weights), progress=progress)
-    elif progress: print(f'depth: skipped, no pretrained weights here. {NO_WEIGHTS}')
-    write_card(out, recompute=False, workers=workers, progress=progress)
+    with dataset_lock(out, 'demo'):  # one lock for every stage
+        prepare_backgrounds(sample_dir('backgrounds'), out, progress=progress)
+        prepare_foregrounds(sample_dir('foregrounds'), out, progress=progress)
+        report = make_composites(out, CompositesJob(positions=positions), workers=workers, progress=progress)
+        if weights: make_depth(out, DepthSpec(weights=weights), progress=progress)
+        elif progress: print(f'depth: skipped, no pretrained weights here. {NO_WEIGHTS}')
+        write_card(out, recompute=False, workers=workers, progress=progress)
     return report
 
 # %% ../nbs/15_cli.ipynb #55580a26
 COMMANDS = {'backgrounds': prepare_backgrounds, 'foregrounds': prepare_foregrounds,
             'composites': make_composites, 'depth': make_depth, 'stats': write_card,
-            'pack': pack, 'push': push, 'pull': pull, 'tfrecord': to_tfrecord, 'beam': make_beam, 'demo': demo}
+            'pack': pack, 'push': push, 'pull': pull, 'tfrecord': to_tfrecord, 'beam': make_beam, 'clean': clean, 'demo': demo}
 
 def _arg_type(hint):
     "What argparse converts a value with, from a type hint such as `int | None` or `Resolution | None`."
@@ -102,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser('depthseg', description='Build synthetic depth and segmentation datasets.')
     ap.add_argument('--version', action='version', version=f'depthseg {__version__}')
     ap.add_argument('--verbose', action='store_true', help="show TensorFlow's own log lines")
+    ap.add_argument('--debug', action='store_true', help='show the traceback of an error, not only its one-line message')
     sub = ap.add_subparsers(title='stages', required=True, metavar='COMMAND')
     for name, fn in COMMANDS.items(): add_command(sub, name, fn)
     return ap
@@ -112,14 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, rest = (argv[:argv.index('--')], argv[argv.index('--') + 1:]) if '--' in argv else (argv, [])
     args = vars(parser().parse_args(argv))
-    fn, command = args.pop('fn'), args.pop('command')
+    fn, command, debug = args.pop('fn'), args.pop('command'), args.pop('debug')
     if not args.pop('verbose'): os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow is imported
     if 'pipeline_args' in inspect.signature(fn).parameters: args['pipeline_args'] = rest
     elif rest: print(f"depthseg {command}: error: it takes nothing after '--'", file=sys.stderr); return 2
     try: args = _build_jobs(fn, args)
     except ValueError as e: print(f'depthseg {command}: error: {e}', file=sys.stderr); return 2  # a mistake in the options
     try: result = fn(**args)
-    except (BadInput, RejectedInputs, FileNotFoundError, ValueError, ImportError) as e:
+    except (BadInput, RejectedInputs, Busy, OSError, ValueError, ImportError) as e:  # OSError: disk full, read-only, not a folder...
+        if debug: raise
         print(f'depthseg {command}: error: {e}', file=sys.stderr); return 1
     return 0 if getattr(result, 'ok', True) else 1  # e.g. a pull with missing or damaged shards
 

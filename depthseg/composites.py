@@ -21,9 +21,9 @@ from .pixels import PixelStats, merge_stats, save_stage_stats, stage_stats
 from .store import check_record, open_store, write_table
 
 # %% auto #0
-__all__ = ['STAGE_COMMANDS', 'COMPOSITES_REMEDY', 'CompositesJob', 'Placement', 'placements', 'compose', 'encode', 'manifest_row',
-           'Source', 'describe_sources', 'read_sources', 'CompositesPlan', 'plan_composites', 'make_pair',
-           'prepare_folders', 'finish_composites', 'CompositesReport', 'make_composites']
+__all__ = ['STAGE_COMMANDS', 'CompositesJob', 'Placement', 'placements', 'compose', 'encode', 'manifest_row', 'Source',
+           'describe_sources', 'read_sources', 'CompositesPlan', 'plan_composites', 'make_pair', 'prepare_folders',
+           'finish_composites', 'CompositesReport', 'make_composites']
 
 # %% ../nbs/08_composites.ipynb #a6af4291
 @dataclass(frozen=True)
@@ -139,14 +139,12 @@ class CompositesPlan:
                                        foregrounds={k: v.sha256 for k, v in self.fgs.items()})
 
 # %% ../nbs/08_composites.ipynb #c9768cc4
-COMPOSITES_REMEDY = f'use a new dataset folder, or delete {COMPOSITES}/, {MASKS}/, {MANIFEST} and {COMPOSITES_RECORD}'
-
 def plan_composites(store, job: CompositesJob, backgrounds: int | None = None, foregrounds: int | None = None) -> CompositesPlan:
     "The plan of `job` on the first `backgrounds` and `foregrounds` of `store`, checked and recorded."
     _image.cache_clear()  # a source may have been remade since the last run in this process
     plan = CompositesPlan(job, read_sources(store, 'bg', backgrounds), read_sources(store, 'fg', foregrounds))
     for pair in plan.pairs(): placements(*pair, CompositesJob(positions=1, flip=False))  # fail now, not in a worker
-    check_record(store, COMPOSITES_RECORD, plan.record(), 'composites', COMPOSITES_REMEDY)
+    check_record(store, 'composites', plan.record())
     return plan
 
 # %% ../nbs/08_composites.ipynb #0f786cd7
@@ -185,7 +183,7 @@ def prepare_folders(store, plan: CompositesPlan, folders=(COMPOSITES, MASKS)):
 def finish_composites(store, plan: CompositesPlan, stats: dict[str, PixelStats]):
     "Write `manifest.csv` of `plan`, streamed, and record the statistics the units of work gathered."
     write_table(store, MANIFEST, plan.rows(), MANIFEST_FIELDS)
-    if stats: save_stage_stats(store, stats)
+    if stats: save_stage_stats(store, stats, 'composites')
 
 # %% ../nbs/08_composites.ipynb #1234ff43
 @dataclass
@@ -203,17 +201,19 @@ def make_composites(
     backgrounds:int|None=None, # use only the first N backgrounds (default: all)
     foregrounds:int|None=None, # use only the first N foregrounds (default: all)
     workers:int|None=None, # worker processes (default: all cores); the output does not depend on it
+    wait:bool=False, # wait for another run on this dataset to finish instead of stopping
     progress:bool=True, # show a progress bar and a summary
 ) -> CompositesReport:
     "Paste every foreground of `dataset` on every background; write composites, masks and `manifest.csv`."
     store = open_store(dataset)
-    plan = plan_composites(store, job, backgrounds, foregrounds)
-    prepare_folders(store, plan)
-    count, written, stats = MASKS not in stage_stats(store), 0, {}  # masks not yet recorded for this manifest
-    for n, st in parallel_map(partial(make_pair, job=job, store=store, count=count), plan.pairs(), workers, desc='composites',
-                              unit='img', progress=progress, total=plan.total, weight=lambda pair: job.per_pair):
-        written, stats = written + n, merge_stats([stats, st])
-    finish_composites(store, plan, stats)
+    with store.hold('composites', wait):
+        plan = plan_composites(store, job, backgrounds, foregrounds)
+        prepare_folders(store, plan)
+        count, written, stats = MASKS not in stage_stats(store), 0, {}  # masks not yet recorded for this manifest
+        for n, st in parallel_map(partial(make_pair, job=job, store=store, count=count), plan.pairs(), workers, desc='composites',
+                                  unit='img', progress=progress, total=plan.total, weight=lambda pair: job.per_pair):
+            written, stats = written + n, merge_stats([stats, st])
+        finish_composites(store, plan, stats)
     report = CompositesReport(plan.total, written, str(store.path(MANIFEST)))
     if progress: print(report)
     return report

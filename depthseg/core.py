@@ -6,11 +6,11 @@ Docs: https://depthseg.github.io/depthseg/core.html.md"""
 
 # %% ../nbs/01_core.ipynb #e19f4369
 from __future__ import annotations
-import csv, hashlib, io, os, warnings, zipfile
+import csv, hashlib, io, json, os, struct, warnings, zipfile, zlib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from itertools import islice
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -18,12 +18,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .layout import rejects_table, source_file, source_ids, sources_table
+from .layout import LOCK, STAGES, made_from, rejects_table, source_file, source_ids, sources_table
 
 # %% auto #0
-__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'IMAGE_SIGNATURES', 'BadInput', 'iter_sources', 'decode_image', 'has_alpha', 'to_rgb',
-           'to_rgba', 'atomic_path', 'atomic_open', 'atomic_write', 'remove_temporaries', 'write_csv', 'iter_csv',
-           'read_csv', 'sha256', 'file_sha256', 'parallel_map', 'RejectedInputs', 'StageReport', 'prepare_images']
+__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'RAW_PER_BYTE', 'IMAGE_SIGNATURES', 'NEAR_BITS', 'BadInput', 'iter_sources', 'decode_image',
+           'has_alpha', 'to_rgb', 'to_rgba', 'atomic_path', 'atomic_open', 'atomic_write', 'remove_temporaries', 'Busy',
+           'dataset_lock', 'write_csv', 'iter_csv', 'read_csv', 'sha256', 'file_sha256', 'parallel_map', 'phash',
+           'hash_distance', 'RejectedInputs', 'StageReport', 'prepare_images']
 
 # %% ../nbs/01_core.ipynb #9e3434ac
 class BadInput(ValueError):
@@ -42,11 +43,12 @@ def iter_sources(src, max_bytes=MAX_BYTES) -> Iterator[tuple[str, bytes | BadInp
     "Yield `(name, data)` for each file of folder or zip `src`, sorted by name; `data` is a `BadInput` if unreadable."
     src = Path(src)
     if src.is_dir():
-        names = sorted(p.relative_to(src).as_posix() for p in src.rglob('*') if p.is_file())
+        names, root = sorted(p.relative_to(src).as_posix() for p in src.rglob('*') if p.is_file()), src.resolve()
         for name in (n for n in names if not _hidden(n)):
-            size = (src/name).stat().st_size
-            if size > max_bytes: yield name, BadInput(name, f'file too large: {size:,} bytes (limit {max_bytes:,})')
-            else: yield name, (src/name).read_bytes()
+            path = (src/name).resolve()
+            if not path.is_relative_to(root): yield name, BadInput(name, 'symbolic link to a file outside the folder: not followed')
+            elif (size := path.stat().st_size) > max_bytes: yield name, BadInput(name, f'file too large: {size:,} bytes (limit {max_bytes:,})')
+            else: yield name, path.read_bytes()
         return
     if not src.exists(): raise FileNotFoundError(f'{src}: no such folder or zip file')
     try: zf = zipfile.ZipFile(src)
@@ -64,6 +66,39 @@ def iter_sources(src, max_bytes=MAX_BYTES) -> Iterator[tuple[str, bytes | BadInp
 
 # %% ../nbs/01_core.ipynb #e66dbdd2
 MAX_PIXELS = 40_000_000  # more pixels than this is refused as a possible decompression bomb
+RAW_PER_BYTE = {'PNG': 1032 * 8, 'JPEG': 216 * 8}  # most bytes of pixels one byte of a complete file gives; others: PNG's
+_ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]  # (x, y, dx, dy) of each pass
+
+def _ceil(a, b): return -(-a // b)
+
+def _png_rows(data: bytes) -> tuple[int, int]:
+    "Bytes of pixel rows (a filter byte and the packed pixels each) PNG `data` declares, and how many its IDAT chunks inflate to."
+    if data[12:16] != b'IHDR': return 1, 0  # the standard's header comes first; Pillow would read one found later
+    w, h, depth, colour, _, _, interlace = struct.unpack('>IIBBBBB', data[16:29])
+    bits = depth * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 0)
+    want = sum(_ceil(h - y, dy) * (1 + _ceil(_ceil(w - x, dx) * bits, 8)) for x, y, dx, dy in (_ADAM7 if interlace else [(0, 0, 1, 1)]) if w > x and h > y)
+    z, got, pos = zlib.decompressobj(), 0, 8
+    while pos + 8 <= len(data) and got < want and not z.eof:
+        n, kind = struct.unpack('>I4s', data[pos:pos + 8])
+        if kind == b'IHDR' and pos > 8: return want, 0  # a second header, which Pillow would read instead
+        body, pos = data[pos + 8:pos + 8 + n] if kind == b'IDAT' else b'', pos + 12 + n
+        try:
+            while body and got < want and not z.eof: got += len(z.decompress(body, min(want - got, 2**24))); body = z.unconsumed_tail
+        except zlib.error: break
+    return want, got
+
+# %% ../nbs/01_core.ipynb #7ae70c6b
+def _check_size(im: Image.Image, data: bytes, name: str, min_side: int, max_pixels: int):
+    "Refuse `im`, opened from `data`, if it has too many pixels, too few, or more than `data` can hold."
+    (w, h), most = im.size, RAW_PER_BYTE.get(im.format, RAW_PER_BYTE['PNG'])
+    if w * h > max_pixels: raise BadInput(name, f'too many pixels: {w}x{h} is over {max_pixels:,} (decompression-bomb guard)')
+    if min(w, h) < min_side: raise BadInput(name, f'too small: {w}x{h}, shorter side under {min_side} px')
+    if w * h * len(im.getbands()) > most * len(data):
+        raise BadInput(name, f'corrupt image: declares {w}x{h} pixels in {len(data):,} bytes: out of proportion')
+    if im.format == 'PNG' and (rows := _png_rows(data))[1] < rows[0]:
+        raise BadInput(name, f'truncated or corrupt image: image data incomplete ({rows[1]:,} of {rows[0]:,} bytes of pixel rows)')
+
+# %% ../nbs/01_core.ipynb #b253b0b2
 IMAGE_SIGNATURES = (b'\xff\xd8\xff', b'\x89PNG', b'GIF8', b'BM', b'II*\x00', b'MM\x00*')  # JPEG, PNG, GIF, BMP, TIFF
 
 def decode_image(data: bytes, name: str, min_side: int = 32, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -80,9 +115,7 @@ def decode_image(data: bytes, name: str, min_side: int = 32, max_pixels: int = M
         raise BadInput(name, 'corrupt image: its format is known but its data cannot be decoded' if known
                        else 'not an image (format not recognised)') from None
     except Exception as e: raise BadInput(name, f'corrupt image header ({e})') from None
-    w, h = im.size
-    if w * h > max_pixels: raise BadInput(name, f'too many pixels: {w}x{h} is over {max_pixels:,} (decompression-bomb guard)')
-    if min(w, h) < min_side: raise BadInput(name, f'too small: {w}x{h}, shorter side under {min_side} px')
+    _check_size(im, data, name, min_side, max_pixels)
     try:
         im.load()
         return ImageOps.exif_transpose(im)
@@ -143,6 +176,45 @@ def remove_temporaries(folder):
     "Delete temporary files left in `folder` (recursively) by an interrupted `atomic_write`."
     for p in Path(folder).rglob('.*.tmp'): p.unlink(missing_ok=True)
 
+# %% ../nbs/01_core.ipynb #27240445
+class Busy(RuntimeError):
+    "Another process holds the lock of the dataset."
+
+_held: dict[str, int] = {}  # locks this process holds: path -> depth
+
+def _holder(path: Path) -> str:
+    "Who holds lock file `path`, in words."
+    try: h = json.loads(path.read_text())
+    except (OSError, ValueError): return 'another process'
+    return f"`depthseg {h.get('stage')}` (pid {h.get('pid')} on {h.get('host')})"
+
+# %% ../nbs/01_core.ipynb #955af1af
+@contextmanager
+def dataset_lock(folder, stage: str, wait: bool = False):
+    "Hold the lock of dataset `folder` while `stage` runs; `Busy` naming the holder if another process has it, unless `wait`."
+    import fcntl, socket
+    path = Path(folder)/LOCK; key = str(path.resolve())
+    if _held.get(key):
+        _held[key] += 1
+        try: yield
+        finally: _held[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd); raise Busy(f'{folder}: {_holder(path)} is using this dataset; run again when it has finished, or pass --wait') from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino: break  # else its holder removed it as we waited: lock the new one
+        except FileNotFoundError: pass
+        os.close(fd)
+    os.ftruncate(fd, 0); os.write(fd, json.dumps(dict(stage=stage, pid=os.getpid(), host=socket.gethostname())).encode())
+    _held[key] = 1
+    try: yield
+    finally:
+        del _held[key]; path.unlink(missing_ok=True); os.close(fd)
+
 # %% ../nbs/01_core.ipynb #9a5f935d
 def write_csv(path, rows: Iterable[dict], fieldnames: list[str], opener: Callable = atomic_open):
     "Write `rows` (dicts, streamed) to CSV file `path` with columns `fieldnames`, atomically (or through `opener(path)`)."
@@ -191,6 +263,19 @@ def parallel_map(fn: Callable, items: Iterable, workers: int | None = None, init
                     item = pending.pop(fut); yield fut.result(); bar.update(weight(item))
                 submit(len(done))
 
+# %% ../nbs/01_core.ipynb #3bd0b793
+NEAR_BITS = 6  # hashes at most this many bits apart are near-duplicates: a photo resized and saved again moves 0 to 5
+
+def phash(im: Image.Image) -> str:
+    "64-bit difference hash of `im` as 16 hex digits: does each pixel of its 9x8 grayscale thumbnail outshine its right neighbour?"
+    small = to_rgba(im).resize((9, 8), Image.Resampling.LANCZOS)
+    g = np.asarray(Image.alpha_composite(Image.new('RGBA', (9, 8), 'white'), small).convert('L'), np.int16)
+    return np.packbits(g[:, :-1] > g[:, 1:]).tobytes().hex()
+
+def hash_distance(a: str, b: str) -> int:
+    "How many of the 64 bits of hashes `a` and `b` differ."
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
 # %% ../nbs/01_core.ipynb #3d8c3b87
 class RejectedInputs(Exception):
     "Raised by a strict run that refused some inputs; nothing was written."
@@ -203,34 +288,74 @@ class StageReport:
     ids: list[str]  # output ids in order (`bg_000`, ...)
     rejects: list[tuple[str, str]]  # (source, reason) for each input refused
     out: Path
+    src: Path | None = None  # the folder or zip read
+    near: list[tuple[str, str, int]] = field(default_factory=list)  # (source, earlier source, bits apart) of each near-duplicate kept
+
+    @property
+    def ok(self) -> bool: return bool(self.ids)  # did the stage write anything?
 
     def __str__(self):
-        lines = [f'{self.stage}: {len(self.ids)} written to {self.out}, {len(self.rejects)} rejected'
-                 + (f' (listed in {self.out/rejects_table(self.stage)})' if self.rejects else '')]
-        return '\n'.join(lines + [f'  rejected {s}: {r}' for s, r in self.rejects])
+        head = f'{len(self.ids)} written to {self.out}' if self.ok else f'no usable image in {self.src}, nothing written to {self.out}'
+        lines = [f'{self.stage}: {head}, {len(self.rejects)} rejected' + (f' (listed in {self.out/rejects_table(self.stage)})' if self.rejects else '')]
+        return '\n'.join(lines + [f'  rejected {s}: {r}' for s, r in self.rejects]
+                         + [f'  near-duplicate {s} of {o} (hashes {b} bits apart): kept, drop_near_duplicates drops it' for s, o, b in self.near])
 
 # %% ../nbs/01_core.ipynb #a2140cf7
-def prepare_images(stage: str, src, out, convert: Callable, min_side=32, max_pixels=MAX_PIXELS,
-                   strict=False, progress=True) -> StageReport:
-    "Run `convert(image, name) -> {folder: bytes}` on each image of `src`; write outputs and tables of `stage` ('bg' or 'fg') under `out`."
-    out, kept, rejects = Path(out), [], []
-    for name, data in tqdm(list(iter_sources(src)), desc=stage, unit='img', disable=not progress):
+_STAGE = {s.record: name for name, s in STAGES.items()}  # name of the stage whose record is the sources table of a kind
+
+def _check_apart(src: Path, out: Path, stage: str):
+    "Refuse `src` and dataset `out` if one holds the other's files."
+    src, out = src.resolve(), out.resolve()
+    if out.is_relative_to(src) or any(src.is_relative_to(out/o) for o in STAGES[stage].outputs):
+        raise BadInput(src, f'the dataset folder {out} and the source overlap: a run would read its own outputs back; keep them apart')
+
+# %% ../nbs/01_core.ipynb #f8c9fe91
+def _read_inputs(src, convert: Callable, min_side: int, max_pixels: int, near_bits: int, drop_near: bool, progress: bool, desc: str):
+    "Kept inputs `[(name, sha256, phash, files)]`, rejects `[(name, reason)]` and near-duplicates kept `[(name, earlier, bits)]` of `src`."
+    kept, rejects, near, seen = [], [], [], {}
+    for name, data in tqdm(list(iter_sources(src)), desc=desc, unit='img', disable=not progress):
         try:
             if isinstance(data, BadInput): raise data
-            kept.append((name, sha256(data), convert(decode_image(data, name, min_side, max_pixels), name)))
+            if (h := sha256(data)) in seen: raise BadInput(name, f'duplicate of {seen[h]} (same SHA-256)')
+            seen[h] = name
+            im = decode_image(data, name, min_side, max_pixels)
+            files, p = convert(im, name), phash(im)
+            bits, like = min(((hash_distance(p, k[2]), k[0]) for k in kept), default=(near_bits + 1, ''))
+            if bits <= near_bits:
+                if drop_near: raise BadInput(name, f'near-duplicate of {like} (perceptual hashes {bits} bits apart)')
+                near.append((name, like, bits))
+            kept.append((name, h, p, files))
         except BadInput as e: rejects.append((e.source, e.reason))
-    report = StageReport(stage, source_ids(stage, len(kept)), rejects, out)
+    return kept, rejects, near
+
+# %% ../nbs/01_core.ipynb #240dc7a8
+def _write_outputs(out: Path, stage: str, kind: str, ids: list[str], kept: list):
+    "Write the outputs of `kept` inputs of `stage` under `out`, unless that changes what later stages were made from."
+    wanted = {out/source_file(folder, i): data for i, (*_, files) in zip(ids, kept) for folder, data in files.items()}
+    folders, table = {p.parent for p in wanted}, out/sources_table(kind)
+    gone = {p for f in folders if f.is_dir() for p in f.glob(f'{f.name}_*') if not p.name.startswith('.')} - wanted.keys()
+    stale = {p: data for p, data in wanted.items() if not (p.exists() and p.read_bytes() == data)}
+    rows = [dict(id=i, source=n, sha256=h, phash=p) for i, (n, h, p, _) in zip(ids, kept)]
+    later = [s for s in made_from(stage)[1:] if (out/STAGES[s].record).exists()]
+    if later and (gone or stale or not table.exists() or read_csv(table) != rows):
+        raise BadInput(out, f"the {', '.join(later)} there were made from its {stage}, which this run would change; nothing written. "
+                            f'Run `depthseg clean {out} {stage}` (it removes the {stage} and what was made from them), or use a new dataset folder')
+    for f in folders: f.mkdir(parents=True, exist_ok=True); remove_temporaries(f)
+    for p in gone: p.unlink()
+    for p, data in stale.items(): atomic_write(p, data)
+    write_csv(table, rows, ['id', 'source', 'sha256', 'phash'])
+
+# %% ../nbs/01_core.ipynb #b3a8182c
+def prepare_images(stage: str, src, out, convert: Callable, min_side=32, max_pixels=MAX_PIXELS, strict=False,
+                   near_bits=NEAR_BITS, drop_near_duplicates=False, wait=False, progress=True) -> StageReport:
+    "Run `convert(image, name) -> {folder: bytes}` on each image of `src`; write outputs and tables of `stage` ('bg' or 'fg') under `out`."
+    src, out, name = Path(src), Path(out), _STAGE[sources_table(stage)]
+    _check_apart(src, out, name)
+    kept, rejects, near = _read_inputs(src, convert, min_side, max_pixels, near_bits, drop_near_duplicates, progress, stage)
+    report = StageReport(stage, source_ids(stage, len(kept)), rejects, out, src, near)
     if strict and rejects: raise RejectedInputs(f'--strict: nothing written.\n{report}')
-    out.mkdir(parents=True, exist_ok=True)
-    wanted = {out/source_file(folder, id_): data for id_, (_, _, files) in zip(report.ids, kept) for folder, data in files.items()}
-    for folder in {f for *_, files in kept for f in files}:
-        (out/folder).mkdir(exist_ok=True); remove_temporaries(out/folder)
-        for old in (out/folder).glob(f'{folder}_*'):
-            if old not in wanted and not old.name.startswith('.'): old.unlink()
-    for path, data in wanted.items():
-        if not (path.exists() and path.read_bytes() == data): atomic_write(path, data)
-    write_csv(out/sources_table(stage), [dict(id=i, source=n, sha256=h) for i, (n, h, _) in zip(report.ids, kept)],
-              ['id', 'source', 'sha256'])
-    write_csv(out/rejects_table(stage), [dict(source=s, reason=r) for s, r in rejects], ['source', 'reason'])
+    with dataset_lock(out, name, wait):
+        if report.ok: _write_outputs(out, name, stage, report.ids, kept)
+        write_csv(out/rejects_table(stage), [dict(source=s, reason=r) for s, r in rejects], ['source', 'reason'])
     if progress: print(report)
     return report

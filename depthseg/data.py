@@ -15,11 +15,13 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .core import atomic_path, atomic_write, iter_csv, read_csv
-from .layout import (BG, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_INDEX, TABLES, TFRECORD_SCHEMA,
-                             bg_file, composite_files, depth_files, fg_files, sources_table, tfrecord_name)
+from .core import BadInput, atomic_path, atomic_write, dataset_lock, file_sha256, read_csv, remove_temporaries
+from .layout import (BG, CARD_JSON, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_NAMES, TABLES, TFRECORD_SCHEMA,
+                             bg_file, composite_files, depth_files, fg_files, sources_table, made_after, tfrecord_name)
+from .pack import check_members, read_index
 from .pixels import decode_jpeg
 from .stats import normalization
+from .store import FolderStore, check_dataset, iter_manifest, lineage, read_json
 
 # %% auto #0
 __all__ = ['SPLITS', 'FEATURES', 'TFRECORD_FORMAT', 'READERS', 'assign_splits', 'split_sources', 'Feature', 'example_files',
@@ -130,8 +132,8 @@ def _tables(folder: Path) -> tuple[dict, Callable]:
     return {k: read_csv(folder/sources_table(k)) for k in (BG, FG)}, partial(normalization, folder)
 
 def _manifest_rows(folder: Path, by: str, ids) -> list[dict]:
-    "Rows of the manifest in `folder` whose source `by` is in `ids` (all if None)."
-    return [r for r in iter_csv(folder/MANIFEST) if ids is None or r[by] in ids]
+    "Rows of the manifest in `folder`, checked, whose source `by` is in `ids` (all if None)."
+    return [r for r in iter_manifest(FolderStore(folder)) if ids is None or r[by] in ids]
 
 def _files(rows: list[dict], depth: bool, skip=()) -> dict[str, list[str]]:
     "A column per image feature (but `skip`) of manifest `rows`: its files, relative to the dataset."
@@ -206,13 +208,12 @@ def _on_the_fly(path: Path, depth: bool) -> Opened:
 
 # %% ../nbs/12_data.ipynb #1c9a71b2
 def _shard_members(folder: Path) -> dict[str, tuple[str, int, int]]:
-    "Where each file of the packed dataset in `folder` lies: member name -> (shard path, byte offset, size)."
+    "Where each file of the packed dataset in `folder` lies: member name -> (shard path, byte offset, size), the index and members checked."
     import tarfile
-    index, out = json.loads((folder/SHARD_INDEX).read_text()), {}
-    for s in index['shards']:
-        with tarfile.open(folder/s['name']) as tar:
-            for m in tar.getmembers():
-                if m.isfile(): out[m.name] = (str(folder/s['name']), m.offset_data, m.size)
+    out = {}
+    for s in read_index(folder)['shards']:
+        with tarfile.open(folder/s['name'], mode='r:') as tar:
+            out |= {m.name: (str(folder/s['name']), m.offset_data, m.size) for m in check_members(tar, s)}
     return out
 
 # %% ../nbs/12_data.ipynb #f2e20900
@@ -291,33 +292,45 @@ def _schema(dataset: Path, rows: list[dict], depth: bool, shards: list[str]) -> 
     return dict(format=TFRECORD_FORMAT, examples=len(rows), depth=depth, shards=shards,
                 features=[_describe(f, rows[0] if rows else None) for f in features],
                 sources={k: [dict(id=r['id'], sha256=r['sha256']) for r in v] for k, v in _tables(dataset)[0].items()},
-                normalization=_card_figures(dataset, features))
+                normalization=_card_figures(dataset, features),  # first: a clear error without a card
+                made_from=lineage(FolderStore(dataset), 'stats') | {CARD_JSON: file_sha256(dataset/CARD_JSON)})
 
 # %% ../nbs/12_data.ipynb #dae5f2f0
 def to_tfrecord(
     dataset, # dataset folder, with its card (`depthseg stats`)
     out, # folder for the shards and `schema.json`
     examples_per_shard:int=4096, # examples in each shard
+    wait:bool=False, # wait for another run on this dataset or `out` to finish instead of stopping
     progress:bool=True, # show a progress bar
 ) -> list[Path]:
     "Write every composite of `dataset` as a `tf.train.Example` in self-contained TFRecord shards in `out`, with `schema.json`."
-    dataset, out = Path(dataset), Path(out)
-    rows = read_csv(dataset/MANIFEST)
-    depth, n = _has_depth(rows, lambda f: (dataset/f).exists()), -(-len(rows) // examples_per_shard)
-    schema = _schema(dataset, rows, depth, [tfrecord_name(k, n) for k in range(n)])  # before any shard: fails without a card
-    out.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=len(rows), desc='tfrecord', unit='ex', disable=not progress) as bar:
-        for k, name in enumerate(schema['shards']):
-            _write_shard(out/name, dataset, rows[k * examples_per_shard:(k + 1) * examples_per_shard], _included(depth), bar)
-    atomic_write(out/TFRECORD_SCHEMA, json.dumps(schema, indent=1).encode())
+    if examples_per_shard < 1: raise ValueError(f'examples per shard must be at least 1, not {examples_per_shard}')
+    dataset, out, store = Path(dataset), Path(out), FolderStore(dataset)
+    with store.hold('tfrecord', wait):
+        check_dataset(store, (*made_after('stats'), 'stats'))  # the card describes these composites
+        rows = list(iter_manifest(store))
+        depth, n = _has_depth(rows, lambda f: (dataset/f).exists()), -(-len(rows) // examples_per_shard)
+        schema = _schema(dataset, rows, depth, [tfrecord_name(k, n) for k in range(n)])  # before any shard: fails without a card
+        with dataset_lock(out, 'tfrecord', wait), tqdm(total=len(rows), desc='tfrecord', unit='ex', disable=not progress) as bar:
+            remove_temporaries(out)  # left by a killed run
+            for k, name in enumerate(schema['shards']):
+                _write_shard(out/name, dataset, rows[k * examples_per_shard:(k + 1) * examples_per_shard], _included(depth), bar)
+            atomic_write(out/TFRECORD_SCHEMA, json.dumps(schema, indent=1).encode())
+    if progress: print(f"tfrecord: {len(rows):,} examples in {n} shards in {out}{'' if depth else ', without depth maps'}")
     return [out/s for s in schema['shards']]
 
 # %% ../nbs/12_data.ipynb #547f7df9
 def _read_schema(folder) -> dict:
-    "The `schema.json` of the TFRecord shards in `folder`."
-    path = Path(folder)/TFRECORD_SCHEMA
-    if not path.exists(): raise FileNotFoundError(f'{path}: not there; write the shards with `depthseg tfrecord`')
-    return json.loads(path.read_text())
+    "The `schema.json` of the TFRecord shards in `folder`, checked: it may come from anywhere."
+    store = FolderStore(folder)
+    if not store.exists(TFRECORD_SCHEMA): raise FileNotFoundError(f'{store.path(TFRECORD_SCHEMA)}: not there; write the shards with `depthseg tfrecord`')
+    schema, bad = read_json(store, TFRECORD_SCHEMA), lambda why: BadInput(store.path(TFRECORD_SCHEMA), why)
+    if schema.get('format') != TFRECORD_FORMAT: raise bad(f'not a depthseg TFRecord schema (format {schema.get("format")!r})')
+    if not isinstance(schema.get('shards'), list) or not schema['shards']: raise bad('it lists no shards')
+    if wrong := [s for s in schema['shards'] if not (isinstance(s, str) and SHARD_NAMES[1].fullmatch(s))]: raise bad(f'{wrong[0]!r} is no shard name')
+    if not all(isinstance(f, dict) and f.get('name') in _names('id') | _names('image') | _names('int') for f in schema.get('features', [None])):
+        raise bad('a feature is not one depthseg writes')
+    return schema
 
 def read_tfrecords(folder, depth: bool = True):
     "The examples of the TFRecord shards in `folder` as dicts of raw features (encoded images), parsed as its `schema.json` says."

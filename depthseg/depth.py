@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 from .core import atomic_open, file_sha256
 from .layout import COMPOSITES, DEPTH, DEPTH16, DEPTH_RECORD, MANIFEST, depth_files
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
-from .store import check_record, iter_table, open_store, read_json
+from .store import check_lineage, check_record, iter_manifest, iter_table, open_store, read_json
 
 # %% auto #0
-__all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BACKENDS', 'NO_WEIGHTS', 'DEPTH_REMEDY', 'gpu_summary',
+__all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BACKENDS', 'NO_WEIGHTS', 'gpu_summary',
            'densedepth_model', 'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess',
            'densedepth_backend', 'depth_anything_backend', 'Resolution', 'DepthSpec', 'depth_backend', 'quantize',
            'encode_maps', 'depth_record', 'plan_depth', 'composite_pixels', 'label_batch', 'make_depth']
@@ -275,13 +275,10 @@ def depth_record(model: DepthBackend, spec: DepthSpec, old: dict | None, first_i
                 full_precision=spec.full_precision,
                 convention='value proportional to depth: 0 at the camera, larger farther, the maximum (255 or 65535) the far limit')
 
-DEPTH_REMEDY = f'use a new dataset folder or delete {DEPTH}/, {DEPTH16}/ and {DEPTH_RECORD}'
-
 def plan_depth(store, spec: DepthSpec, model: DepthBackend, first_images: Callable[[], np.ndarray]) -> dict:
-    "The record of labelling the dataset in `store` with `model`, checked against an earlier run's and written."
-    meta = depth_record(model, spec, read_json(store, DEPTH_RECORD), first_images)
-    check_record(store, DEPTH_RECORD, meta, 'depth maps', DEPTH_REMEDY)
-    return meta
+    "The record of labelling the dataset in `store` with `model`, checked against an earlier run's and the composites', and written."
+    check_lineage(store, 'composites')
+    return check_record(store, 'depth', depth_record(model, spec, read_json(store, DEPTH_RECORD), first_images))
 
 # %% ../nbs/09_depth.ipynb #c33f56b2
 def composite_pixels(store, rows: list[dict]) -> list[np.ndarray]:
@@ -316,22 +313,23 @@ def make_depth(
     spec:DepthSpec=DepthSpec(), # the backend, its weights, resolution, batch size and stored format
     model:DepthBackend|None=None, # a backend already built from `spec` (default: build it)
     limit:int|None=None, # only the first N composites of the manifest (default: all)
+    wait:bool=False, # wait for another run on this dataset to finish instead of stopping
     progress:bool=True, # show a progress bar and a summary
 ) -> dict:
     "Write a depth map for every composite of `dataset`, with one global scale; return the record."
     store = open_store(dataset)
-    if not store.exists(MANIFEST): raise FileNotFoundError(f'{store.path(MANIFEST)}: not there; run `depthseg composites DATASET` first')
-    rows = list(iter_table(store, MANIFEST))[:limit]
-    model = model or depth_backend(spec)
-    meta = plan_depth(store, spec, model, lambda: np.stack(composite_pixels(store, rows[:spec.calibration])))
-    for folder in (DEPTH, DEPTH16)[:1 + spec.full_precision]:
-        store.clean(folder)
-        for bg in dict.fromkeys(r['bg'] for r in rows): store.makedirs(f'{folder}/{bg}')
-    batches = [rows[i:i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
-    with ThreadPoolExecutor(2) as pool, tqdm(total=len(rows), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
-        written, parts = 0, []
-        for b, (n, st) in zip(batches, pool.map(lambda b: label_batch(b, spec, store, model), batches)):
-            written += n; parts.append(st); bar.update(len(b))
-    if limit is None and rows: save_stage_stats(store, merge_stats(parts))
+    with store.hold('depth', wait):
+        rows = list(iter_manifest(store))[:limit]
+        model = model or depth_backend(spec)
+        meta = plan_depth(store, spec, model, lambda: np.stack(composite_pixels(store, rows[:spec.calibration])))
+        for folder in (DEPTH, DEPTH16)[:1 + spec.full_precision]:
+            store.clean(folder)
+            for bg in dict.fromkeys(r['bg'] for r in rows): store.makedirs(f'{folder}/{bg}')
+        batches = [rows[i:i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
+        with ThreadPoolExecutor(2) as pool, tqdm(total=len(rows), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
+            written, parts = 0, []
+            for b, (n, st) in zip(batches, pool.map(lambda b: label_batch(b, spec, store, model), batches)):
+                written += n; parts.append(st); bar.update(len(b))
+        if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth')
     if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {meta["backend"]} at {model.resolution}')
     return meta

@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .core import MAX_PIXELS, BadInput, StageReport, has_alpha, prepare_images, to_rgba
+from .core import MAX_PIXELS, NEAR_BITS, BadInput, StageReport, has_alpha, prepare_images, to_rgba
 from .layout import FG, FG_MASK
 
 # %% auto #0
@@ -49,10 +49,13 @@ def prepare_foregrounds(
     min_side:int=32, # refuse images whose shorter side is below this, in pixels
     max_pixels:int=MAX_PIXELS, # refuse images with more pixels than this (decompression bombs)
     strict:bool=False, # refuse to write anything if any input is rejected
+    near_bits:int=NEAR_BITS, # images whose perceptual hashes differ in at most this many of 64 bits are near-duplicates
+    drop_near_duplicates:bool=False, # drop near-duplicates (the same image resized or saved again), not only report them
+    wait:bool=False, # wait for another run on this dataset to finish instead of stopping
     progress:bool=True, # show a progress bar and a summary
 ) -> StageReport:
     "Write every usable cut-out of folder or zip `src` as `out/fg/fg_NNN.png` with its mask `out/fg_mask/fg_mask_NNN.png`."
     def convert(im, name):
         fg, mask = cut_out(im, name, height, max_width, threshold)
         return {FG: _png(fg), FG_MASK: _png(mask)}
-    return prepare_images(FG, src, out, convert, min_side, max_pixels, strict, progress)
+    return prepare_images(FG, src, out, convert, min_side, max_pixels, strict, near_bits, drop_near_duplicates, wait, progress)

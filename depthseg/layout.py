@@ -6,14 +6,16 @@ Docs: https://depthseg.github.io/depthseg/layout.html.md"""
 
 # %% ../nbs/00_layout.ipynb #2bf11313
 from __future__ import annotations
+import re
 from typing import NamedTuple
 
 # %% auto #0
 __all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'COMPOSITES', 'MASKS', 'DEPTH', 'DEPTH16', 'MANIFEST', 'MANIFEST_FIELDS',
            'COMPOSITES_RECORD', 'DEPTH_RECORD', 'STAGE_STATS', 'CARD_JSON', 'CARD_MD', 'CARD', 'CARD_PICTURES',
-           'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA', 'FOLDERS',
-           'source_ids', 'id_number', 'source_file', 'bg_file', 'fg_files', 'sources_table', 'rejects_table',
-           'composite_id', 'composite_files', 'depth_files', 'ImageSet', 'shard_name', 'tfrecord_name', 'folder_table']
+           'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA',
+           'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids', 'id_number', 'source_file', 'bg_file', 'fg_files',
+           'sources_table', 'rejects_table', 'composite_id', 'composite_files', 'depth_files', 'ImageSet', 'shard_name',
+           'tfrecord_name', 'Stage', 'made_after', 'made_from', 'name_problem', 'row_problem', 'folder_table']
 
 # %% ../nbs/00_layout.ipynb #1126ea09
 BG, FG, FG_MASK = 'bg', 'fg', 'fg_mask'  # folders (and id prefixes) of backgrounds, foregrounds and their masks
@@ -109,6 +111,64 @@ def tfrecord_name(k: int, n: int) -> str:
     "File name of TFRecord shard `k` of `n`."
     return f'data-{k:05d}-of-{n:05d}.tfrecord'
 
+SHARD_NAMES = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\.tar'), re.compile(r'data-\d{5}-of-\d{5}\.tfrecord')  # tar, TFRecord
+
+# %% ../nbs/00_layout.ipynb #8beeb59d
+class Stage(NamedTuple):
+    "A stage of a dataset: the entries it writes, its `record`, and the stages it is made `after`."
+    outputs: tuple[str, ...]
+    record: str
+    after: tuple[str, ...] = ()
+
+STAGES = {  # in the order they run
+    'backgrounds': Stage((BG, sources_table(BG), rejects_table(BG)), sources_table(BG)),
+    'foregrounds': Stage((FG, FG_MASK, sources_table(FG), rejects_table(FG)), sources_table(FG)),
+    'composites': Stage((COMPOSITES, MASKS, MANIFEST, COMPOSITES_RECORD), COMPOSITES_RECORD, ('backgrounds', 'foregrounds')),
+    'depth': Stage((DEPTH, DEPTH16, DEPTH_RECORD), DEPTH_RECORD, ('composites',)),
+    'stats': Stage((CARD_JSON, CARD_MD, CARD, STAGE_STATS), CARD_JSON, ('composites', 'depth'))}  # stage_stats.json: figures for the card
+LOCK = '.depthseg.lock'  # held by the one process writing to a dataset
+
+def made_after(stage: str) -> list[str]:
+    "The stages `stage` is made from, directly or not, in the order they run."
+    before = set(STAGES[stage].after)
+    for name in reversed(STAGES): before |= set(STAGES[name].after) if name in before else set()
+    return [s for s in STAGES if s in before]
+
+def made_from(stage: str) -> list[str]:
+    "`stage` and every stage made from it, directly or not, in the order they run."
+    return [s for s in STAGES if s == stage or stage in made_after(s)]
+
+# %% ../nbs/00_layout.ipynb #eef7a72d
+_N = r'\d{3,}'
+_CID = rf'(bg_{_N})_fg_{_N}_(?:orig|flip)_\d{{2,}}'  # a composite id; group 1 its background
+_FILES = re.compile('|'.join([
+    rf'{BG}/bg_{_N}\.jpg', rf'{FG}/fg_{_N}\.png', rf'{FG_MASK}/fg_mask_{_N}\.png',
+    rf'{COMPOSITES}/(bg_{_N})/{_CID}\.jpg', rf'(?:{MASKS}|{DEPTH16})/(bg_{_N})/{_CID}\.png', rf'{DEPTH}/(bg_{_N})/{_CID}\.(?:png|jpg)',
+    *map(re.escape, [MANIFEST, COMPOSITES_RECORD, DEPTH_RECORD, STAGE_STATS, CARD_JSON, CARD_MD, *CARD_PICTURES.values(),
+                     *(t(k) for t in (sources_table, rejects_table) for k in (BG, FG))])]))
+
+def name_problem(rel: str) -> str | None:
+    "Why `rel` cannot be the path of a file of a dataset, or None if it can."
+    if not isinstance(rel, str) or not rel: return f'{rel!r} is not a file name'
+    if rel.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', rel): return f'{rel!r} is an absolute path'
+    if '..' in re.split(r'[/\\]', rel): return f"{rel!r} climbs out of the dataset with '..'"
+    m = _FILES.fullmatch(rel)
+    if not m: return f'{rel!r} is no file of a depthseg dataset'
+    if len(bgs := {g for g in m.groups() if g}) > 1: return f'{rel!r} lies in the folder of another background'
+    return None
+
+# %% ../nbs/00_layout.ipynb #7f7c032d
+_INTS = ('flip', 'index', 'x', 'y', 'width', 'height')
+
+def row_problem(row: dict) -> str | None:
+    "Why `row` is not a row of `manifest.csv` as the composites stage writes them, or None if it is."
+    if missing := [f for f in MANIFEST_FIELDS if not row.get(f)]: return f'no {missing[0]!r}'
+    if bad := [f for f in _INTS if not str(row[f]).isdigit()]: return f'{bad[0]!r} is {row[bad[0]]!r}, not a whole number'
+    if not (re.fullmatch(f'bg_{_N}', row['bg']) and re.fullmatch(f'fg_{_N}', row['fg'])): return 'bad background or foreground id'
+    if row['id'] != composite_id(row['bg'], row['fg'], row['flip'] == '1', int(row['index'])): return f"id {row['id']!r} does not match its fields"
+    if (row['image'], row['mask']) != composite_files(row['bg'], row['id']): return f"paths {row['image']!r}, {row['mask']!r} are not those of {row['id']}"
+    return None
+
 # %% ../nbs/00_layout.ipynb #3bbe6b80
 FOLDERS = [
     (f'{BG}/', 'backgrounds, `bg_000.jpg`, ..., 224x224 RGB JPEG', 'depthseg backgrounds SRC OUT'),
@@ -123,7 +183,7 @@ FOLDERS = [
     (DEPTH_RECORD, 'the depth model, its weights\' SHA-256, resolution and global scale', 'depthseg depth DATASET'),
     (STAGE_STATS, 'statistics the stages gathered while they held the pixels', 'the composites and depth stages'),
     (f'{CARD_JSON}, {CARD_MD}, {CARD}/', 'every set\'s count, dimensions, size, exact mean and std; parameters, versions; pictures', 'depthseg stats DATASET'),
-    (f'{sources_table(BG)}, {sources_table(FG)}', 'each output\'s source file and its SHA-256', 'the first two stages'),
+    (f'{sources_table(BG)}, {sources_table(FG)}', 'each output\'s source file, its SHA-256 and perceptual hash', 'the first two stages'),
     (f'{rejects_table(BG)}, {rejects_table(FG)}', 'every input refused, and why', 'the first two stages'),
 ]
 

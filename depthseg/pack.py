@@ -6,36 +6,31 @@ Docs: https://depthseg.github.io/depthseg/pack.html.md"""
 
 # %% ../nbs/11_pack.ipynb #6ac19b4a
 from __future__ import annotations
-import hashlib, io, json, os, re, shutil, sys, tarfile
+import hashlib, http.client, io, json, os, re, shutil, sys, tarfile, time, urllib.error, urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from tqdm.auto import tqdm
 
-from .core import BadInput, atomic_open, atomic_write, file_sha256, parallel_map
-from .layout import CARD_JSON, CARD_MD, PULL_STATE, SHARD_INDEX, shard_name
+from .core import (MAX_BYTES, BadInput, atomic_open, atomic_write, dataset_lock, file_sha256, parallel_map,
+                           remove_temporaries, sha256)
+from .store import FolderStore, check_dataset
+from .layout import CARD_JSON, CARD_MD, LOCK, PULL_STATE, SHARD_INDEX, SHARD_NAMES, STAGES, name_problem, shard_name
 
 # %% auto #0
-__all__ = ['INDEX', 'CARD_FILES', 'DRIVE_ID', 'plan_shards', 'pack', 'push', 'check_members', 'extract_shard', 'PullReport',
-           'pull', 'in_colab', 'mount_drive', 'default_paths']
+__all__ = ['INDEX', 'INDEX_FORMAT', 'CARD_FILES', 'TIMEOUT', 'WAITS', 'DRIVE_ID', 'plan_shards', 'pack', 'read_index', 'push',
+           'check_members', 'extract_shard', 'PullReport', 'pull', 'in_colab', 'mount_drive', 'default_paths']
 
 # %% ../nbs/11_pack.ipynb #e792a2ba
-INDEX, CARD_FILES = SHARD_INDEX, (CARD_JSON, CARD_MD)
+INDEX, INDEX_FORMAT, CARD_FILES = SHARD_INDEX, 'depthseg-shards/2', (CARD_JSON, CARD_MD)
 
-class _Hashing(io.RawIOBase):
-    "A write-only file that passes bytes to `f` and hashes them on the way."
-    def __init__(self, f): self.f, self.sha, self.size = f, hashlib.sha256(), 0
-    def writable(self): return True
-    def tell(self): return self.size
-    def write(self, b):
-        self.sha.update(b); self.size += len(b); return self.f.write(b)
-
-# %% ../nbs/11_pack.ipynb #c6d7059b
-def _dataset_files(dataset: Path) -> list[tuple[str, int]]:
-    "(relative path, size) of every file of `dataset`, in name order, temporaries left out."
-    return sorted((p.relative_to(dataset).as_posix(), p.stat().st_size) for p in dataset.rglob('*')
-                  if p.is_file() and not p.name.startswith('.'))
+def _dataset_files(dataset: Path) -> tuple[list[tuple[str, int]], list[str]]:
+    "(relative path, size) of each file of `dataset` in name order, and the names left out: no file of a dataset. Hidden files are skipped."
+    found = sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob('*') if p.is_file())
+    found = [f for f in found if not any(part.startswith('.') for part in f.split('/'))]
+    return [(f, (dataset/f).stat().st_size) for f in found if not name_problem(f)], [f for f in found if name_problem(f)]
 
 # %% ../nbs/11_pack.ipynb #57ecbbea
 def plan_shards(files: list[tuple[str, int]], shard_size: int) -> list[list[tuple[str, int]]]:
@@ -47,48 +42,127 @@ def plan_shards(files: list[tuple[str, int]], shard_size: int) -> list[list[tupl
         current.append((name, size)); used += cost
     return shards + [current] if current else shards
 
-# %% ../nbs/11_pack.ipynb #970a5963
+# %% ../nbs/11_pack.ipynb #fa2d08a8
+class _Hashing(io.RawIOBase):
+    "A write-only file that passes bytes to `f` and hashes them on the way."
+    def __init__(self, f): self.f, self.sha, self.size = f, hashlib.sha256(), 0
+    def writable(self): return True
+    def tell(self): return self.size
+    def write(self, b):
+        self.sha.update(b); self.size += len(b); return self.f.write(b)
+
+# %% ../nbs/11_pack.ipynb #243a29c4
+def _write_shard(dataset: Path, path: Path, group: list[tuple[str, int]], bar) -> dict:
+    "Write the files `group` of `dataset` into tar shard `path`; return its index entry."
+    with atomic_open(path, 'wb') as f:
+        h = _Hashing(f)
+        with tarfile.open(fileobj=h, mode='w', format=tarfile.USTAR_FORMAT) as tar:
+            for member, size in group:
+                info = tarfile.TarInfo(member); info.size, info.mode, info.mtime = size, 0o644, 0
+                with open(dataset/member, 'rb') as src: tar.addfile(info, src)
+                bar.update(size)
+    return dict(name=path.name, bytes=h.size, sha256=h.sha.hexdigest(), files=[m for m, _ in group], sizes=[s for _, s in group])
+
+# %% ../nbs/11_pack.ipynb #3234616d
+def _made_from(dataset: Path) -> dict[str, str]:
+    "SHA-256 of each stage record `dataset` holds."
+    return {r: file_sha256(dataset/r) for r in sorted({s.record for s in STAGES.values()}) if (dataset/r).exists()}
+
+# %% ../nbs/11_pack.ipynb #f25a9c7d
 def pack(
     dataset, # dataset folder to pack
     out, # folder for the shards, `index.json` and the card
     shard_size:int=1_000_000_000, # bytes per shard, about
     name:str='dataset', # shard names: `{name}-00000.tar`, ...
+    wait:bool=False, # wait for another run on the same folders to finish instead of stopping
     progress:bool=True, # show a progress bar and a summary
 ) -> dict:
-    "Write `dataset` into tar shards of about `shard_size` bytes in `out`, with `index.json` (files, sizes, SHA-256)."
+    "Write the files of `dataset` into tar shards of about `shard_size` bytes in `out`, with `index.json` (files, sizes, SHA-256)."
     dataset, out = Path(dataset), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    groups = plan_shards(_dataset_files(dataset), shard_size)
-    shards = []
-    with tqdm(total=sum(s for g in groups for _, s in g), unit='B', unit_scale=True, desc='pack', disable=not progress) as bar:
-        for i, group in enumerate(groups):
-            shard = shard_name(name, i)
-            with atomic_open(out/shard, 'wb') as f:
-                h = _Hashing(f)
-                with tarfile.open(fileobj=h, mode='w', format=tarfile.USTAR_FORMAT) as tar:
-                    for member, size in group:
-                        info = tarfile.TarInfo(member); info.size, info.mode, info.mtime = size, 0o644, 0
-                        with open(dataset/member, 'rb') as src: tar.addfile(info, src)
-                        bar.update(size)
-            shards.append(dict(name=shard, bytes=h.size, sha256=h.sha.hexdigest(), files=[m for m, _ in group]))
-    index = dict(format='depthseg-shards/1', dataset=dataset.name, files=sum(len(s['files']) for s in shards), shards=shards)
-    for card in CARD_FILES:
-        if (dataset/card).exists(): shutil.copyfile(dataset/card, out/card)
-    atomic_write(out/INDEX, json.dumps(index, indent=1).encode())
-    if progress: print(f"pack: {index['files']:,} files in {len(shards)} shards, {sum(s['bytes'] for s in shards):,} bytes, in {out}")
+    if not dataset.is_dir(): raise FileNotFoundError(f'{dataset}: no such dataset folder')
+    if not SHARD_NAMES[0].fullmatch(shard_name(name, 0)): raise ValueError(f'{name!r}: shard names take letters, digits, _ . and -')
+    with dataset_lock(dataset, 'pack', wait):
+        check_dataset(FolderStore(dataset))  # one consistent, finished dataset
+        with dataset_lock(out, 'pack', wait):
+            remove_temporaries(out)
+            files, left_out = _dataset_files(dataset)
+            if not files: raise BadInput(dataset, 'no file of a depthseg dataset to pack')
+            with tqdm(total=sum(s for _, s in files), unit='B', unit_scale=True, desc='pack', disable=not progress) as bar:
+                shards = [_write_shard(dataset, out/shard_name(name, i), g, bar) for i, g in enumerate(plan_shards(files, shard_size))]
+            index = dict(format=INDEX_FORMAT, dataset=dataset.name, files=len(files), made_from=_made_from(dataset), shards=shards)
+            for card in CARD_FILES:
+                if (dataset/card).exists(): atomic_write(out/card, (dataset/card).read_bytes())
+            atomic_write(out/INDEX, json.dumps(index, indent=1).encode())
+    if progress:
+        print(f"pack: {len(files):,} files in {len(shards)} shards, {sum(s['bytes'] for s in shards):,} bytes, in {out}"
+              + (f'; left out {len(left_out)} files of no dataset, e.g. {left_out[0]!r}' if left_out else ''))
     return index
+
+# %% ../nbs/11_pack.ipynb #bcafc93b
+_SHA256 = re.compile('[0-9a-f]{64}')
+
+def _shown(value, width: int = 60) -> str:
+    "`repr(value)`, cut to `width` characters: an untrusted value in a one-line message."
+    r = repr(value)
+    return r if len(r) <= width else r[:width - 3] + '...'
+
+# %% ../nbs/11_pack.ipynb #9d980a5b
+def _file_problem(shard: str, f, size, files: set) -> str | None:
+    "Why file `f` of `size` bytes cannot be in shard `shard`, after `files`; None if it can (and it joins `files`)."
+    if problem := name_problem(f): return f'shard {shard}: {problem}'
+    if f in files: return f'shard {shard}: {f!r} is listed twice'
+    if type(size) is not int or size < 0: return f'shard {shard}: the size of {f!r} is {_shown(size)}, not a number of bytes'
+    files.add(f)
+    return None
+
+# %% ../nbs/11_pack.ipynb #8124c65a
+def _entry_problem(s, i: int, names: set, files: set) -> str | None:
+    "Why entry `i` of an index's shards is wrong, after the shards `names` and files `files` seen; None if it is right."
+    if not isinstance(s, dict): return f'shard {i} is not a JSON object'
+    name, size, sha, fs, sizes = (s.get(k) for k in ('name', 'bytes', 'sha256', 'files', 'sizes'))
+    if not (isinstance(name, str) and SHARD_NAMES[0].fullmatch(name)): return f'shard {i}: name {_shown(name)} is not a shard file name'
+    if name in names: return f'shard {name} is listed twice'
+    names.add(name)
+    if type(size) is not int or size < 0: return f"shard {name}: 'bytes' is {_shown(size)}, not a number of bytes"
+    if not (isinstance(sha, str) and _SHA256.fullmatch(sha)): return f"shard {name}: 'sha256' is {_shown(sha)}, not 64 hexadecimal digits"
+    if not (isinstance(fs, list) and isinstance(sizes, list) and len(fs) == len(sizes)):
+        return f"shard {name}: no lists 'files' and 'sizes' of the same length"
+    return next(filter(None, (_file_problem(name, f, n, files) for f, n in zip(fs, sizes))), None)
+
+# %% ../nbs/11_pack.ipynb #8ccf6715
+def _index_problem(index) -> str | None:
+    "Why `index` (parsed JSON) is not a shard index `pack` could have written, naming the shard and field; None if it is."
+    if not isinstance(index, dict): return 'not a JSON object'
+    if index.get('format') != INDEX_FORMAT:
+        return f"format {_shown(index.get('format'))}, not {INDEX_FORMAT!r}: pack the dataset again with this depthseg"
+    made = index.get('made_from')
+    if not (isinstance(made, dict) and all(isinstance(v, str) and _SHA256.fullmatch(v) for v in made.values())):
+        return "'made_from' is no table of SHA-256 sums"
+    if not isinstance(shards := index.get('shards'), list) or not shards: return 'the index lists no shards'
+    names, files = set(), set()
+    return next(filter(None, (_entry_problem(s, i, names, files) for i, s in enumerate(shards))), None)
+
+# %% ../nbs/11_pack.ipynb #11c326fe
+def _parse_index(data: bytes, source) -> dict:
+    "The shard index in `data`, read from `source`, checked; `BadInput` naming `source` and what is wrong."
+    if len(data) > MAX_BYTES: raise BadInput(source, f'over {MAX_BYTES:,} bytes: no shard index')
+    try: index = json.loads(data)
+    except (ValueError, RecursionError) as e: raise BadInput(source, f'no readable shard index ({e})') from None
+    if problem := _index_problem(index): raise BadInput(source, problem)
+    return index
+
+def read_index(folder) -> dict:
+    "The `index.json` of the shards in `folder`, checked; `BadInput` naming it and the shard or field at fault unless `pack` could have written it."
+    path = Path(folder)/INDEX
+    try:
+        with open(path, 'rb') as f: data = f.read(MAX_BYTES + 1)
+    except OSError as e: raise BadInput(path, f'no readable shard index ({e.strerror})') from None
+    return _parse_index(data, path)
 
 # %% ../nbs/11_pack.ipynb #84532add
-def _read_index(folder: Path) -> dict:
-    try: index = json.loads((folder/INDEX).read_text())
-    except (OSError, ValueError) as e: raise BadInput(folder/INDEX, f'no readable shard index ({e})') from None
-    if index.get('format') != 'depthseg-shards/1': raise BadInput(folder/INDEX, 'not a depthseg shard index')
-    return index
-
-# %% ../nbs/11_pack.ipynb #202cc43d
 def _intact(path: Path, shard: dict) -> bool:
-    "Is `path` the shard that index entry `shard` describes: there, of its size and its SHA-256?"
-    return path.exists() and path.stat().st_size == shard['bytes'] and file_sha256(path) == shard['sha256']
+    "Is `path` the shard that index entry `shard` describes: a file, of its size and its SHA-256?"
+    return path.is_file() and path.stat().st_size == shard['bytes'] and file_sha256(path) == shard['sha256']
 
 # %% ../nbs/11_pack.ipynb #51e90608
 def _copy_checked(src: Path, dst: Path, sha256: str, bar=None):
@@ -104,116 +178,236 @@ def _copy_checked(src: Path, dst: Path, sha256: str, bar=None):
 def push(
     shards, # folder written by `pack`
     dest, # destination folder, e.g. /content/drive/MyDrive/depthseg/dataset in Colab
+    wait:bool=False, # wait for another run on the same folders to finish instead of stopping
     progress:bool=True, # show a progress bar and a summary
 ) -> dict:
     "Copy the shards of folder `shards` to `dest`, skipping those already there intact, checking every copy."
     shards, dest = Path(shards), Path(dest)
-    index = _read_index(shards)
-    dest.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in index['shards'] if not _intact(dest/s['name'], s)]
-    with tqdm(total=sum(s['bytes'] for s in todo), unit='B', unit_scale=True, desc='push', disable=not progress) as bar:
-        for s in todo: _copy_checked(shards/s['name'], dest/s['name'], s['sha256'], bar)
-    for name in CARD_FILES:
-        if (shards/name).exists(): shutil.copyfile(shards/name, dest/name)
-    shutil.copyfile(shards/INDEX, dest/INDEX)  # last: a destination with an index is complete
+    index = read_index(shards)
+    with dataset_lock(dest, 'push', wait):
+        remove_temporaries(dest)
+        todo = [s for s in index['shards'] if not _intact(dest/s['name'], s)]
+        with tqdm(total=sum(s['bytes'] for s in todo), unit='B', unit_scale=True, desc='push', disable=not progress) as bar:
+            for s in todo: _copy_checked(shards/s['name'], dest/s['name'], s['sha256'], bar)
+        for name in CARD_FILES:
+            if (shards/name).exists(): atomic_write(dest/name, (shards/name).read_bytes())
+        atomic_write(dest/INDEX, json.dumps(index, indent=1).encode())  # last: a destination with an index is complete
     if progress: print(f"push: {len(todo)} of {len(index['shards'])} shards copied to {dest}, all checked")
     return dict(copied=[s['name'] for s in todo], skipped=len(index['shards']) - len(todo))
 
 # %% ../nbs/11_pack.ipynb #f5f39462
-DRIVE_ID = re.compile(r'^[A-Za-z0-9_-]{25,}$')
-
-def check_members(tar: tarfile.TarFile, shard: str) -> list[tarfile.TarInfo]:
-    "Members of `tar`, or `BadInput` naming the first that could write outside the destination or is not a plain file."
-    members = tar.getmembers()
-    for m in members:
-        parts = Path(m.name).parts
-        if m.name.startswith(('/', '\\')) or Path(m.name).is_absolute() or re.match(r'^[A-Za-z]:', m.name):
-            raise BadInput(shard, f'refused: member {m.name!r} has an absolute path')
-        if '..' in parts: raise BadInput(shard, f"refused: member {m.name!r} climbs out with '..'")
-        if m.issym() or m.islnk(): raise BadInput(shard, f'refused: member {m.name!r} is a link')
-        if not (m.isfile() or m.isdir()): raise BadInput(shard, f'refused: member {m.name!r} is a device or special file')
-    return members
+def _member_problem(m: tarfile.TarInfo, sizes: dict, seen: set) -> str | None:
+    "What is wrong with member `m` of a shard that holds the files of `sizes` (name -> bytes), after the members `seen`; None if nothing."
+    if m.name.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', m.name): return 'has an absolute path'
+    if '..' in re.split(r'[/\\]', m.name): return "climbs out with '..'"
+    if m.issym() or m.islnk(): return 'is a link'
+    if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE): return 'is a folder, a device or a special file'
+    if m.name not in sizes: return 'is not in the index'
+    if m.name in seen: return 'comes twice'
+    return None if m.size == sizes[m.name] else f'has {m.size:,} bytes, the index says {sizes[m.name]:,}'
 
 # %% ../nbs/11_pack.ipynb #78fbcd29
+def check_members(tar: tarfile.TarFile, shard: dict) -> list[tarfile.TarInfo]:
+    "Members of `tar` if they are the files of index entry `shard`, each once, regular, of its sizes; else `BadInput` naming the first that is not."
+    sizes, seen, members = dict(zip(shard['files'], shard['sizes'])), set(), tar.getmembers()
+    for m in members:
+        if problem := _member_problem(m, sizes, seen): raise BadInput(shard['name'], f'refused: member {_shown(m.name)} {problem}')
+        seen.add(m.name)
+    if absent := [f for f in shard['files'] if f not in seen]: raise BadInput(shard['name'], f'refused: no member {absent[0]!r}, listed in the index')
+    return members
+
+# %% ../nbs/11_pack.ipynb #dcdd1c98
 def extract_shard(task) -> tuple[str, str | None]:
-    "Extract part `k` of `n` of shard `path` into `dest`, after checking all its members; return (shard name, problem or None)."
-    path, dest, k, n = task
-    path, dest, made = Path(path), Path(dest), set()
+    "Extract part `k` of `n` of shard `path` (index entry `shard`) into `dest`, after checking its members; return (shard name, problem or None)."
+    path, shard, dest, k, n = task
+    dest, made = Path(dest), set()
     try:
-        with tarfile.open(path) as tar:
-            files = [m for m in check_members(tar, path.name) if m.isfile()]
+        with tarfile.open(path, mode='r:') as tar:
+            files = check_members(tar, shard)
             for m in files[k * len(files) // n:(k + 1) * len(files) // n]:
                 target = dest/m.name
                 if target.parent not in made: target.parent.mkdir(parents=True, exist_ok=True); made.add(target.parent)
-                atomic_write(target, tar.extractfile(m).read())
-    except BadInput as e: return path.name, e.reason
-    except (tarfile.TarError, OSError) as e: return path.name, f'unreadable archive ({e})'
-    return path.name, None
+                with tar.extractfile(m) as src, atomic_open(target, 'wb') as out: shutil.copyfileobj(src, out)
+    except BadInput as e: return shard['name'], e.reason
+    except tarfile.ReadError as e: return shard['name'], f'not an uncompressed tar (compressed data?): {e}'
+    except tarfile.TarError as e: return shard['name'], f'unreadable archive ({e})'
+    return shard['name'], None
 
-# %% ../nbs/11_pack.ipynb #ab9636e7
-def _stage_source(source: str, staging: Path, progress: bool) -> Path:
-    "A local folder holding the shards of `source`: as is, or downloaded into `staging` (URL or Google Drive)."
-    import gdown
-    if Path(source).expanduser().is_dir(): return Path(source).expanduser()
-    staging.mkdir(parents=True, exist_ok=True)
-    if 'drive.google.com' in source or DRIVE_ID.match(source):
-        kw = dict(url=source) if source.startswith('http') else dict(id=source)
-        gdown.download_folder(**kw, output=str(staging), quiet=not progress, resume=True)
-        return staging
-    if not source.startswith(('http://', 'https://')): raise FileNotFoundError(f'{source}: no such folder, URL or Drive link')
-    base = source.rstrip('/')
-    gdown.download(f'{base}/{INDEX}', str(staging/INDEX), quiet=True)
-    for s in _read_index(staging)['shards']:
-        out = staging/s['name']
-        if out.exists() and not _intact(out, s): out.unlink()  # damaged copy from an earlier try
-        try: gdown.download(f"{base}/{s['name']}", str(out), quiet=not progress, resume=True)
-        except Exception as e: print(f"pull: download of {s['name']} failed ({e}); run again to resume", file=sys.stderr)
-    return staging
+# %% ../nbs/11_pack.ipynb #e04494c1
+TIMEOUT, WAITS = 30, (1, 3, 9)  # seconds: of a download's every read; between its tries after a lost connection
+_NETWORK = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
-# %% ../nbs/11_pack.ipynb #ed38c73e
+class _Failed(Exception):
+    "A shard or index that could not be fetched: one-line `reason`, `kind` 'missing', 'damaged' or 'unreachable'."
+    def __init__(self, reason: str, kind: str): super().__init__(reason); self.reason, self.kind = reason, kind
+
+def _is_web_page(head: bytes) -> bool:
+    "Does `head`, the start of a download, open an HTML page rather than a shard?"
+    return head.lstrip()[:15].lower().startswith((b'<!doctype html', b'<html'))
+
+# %% ../nbs/11_pack.ipynb #de3852fe
+def _transfer(url: str, f, limit: int, what: str, bar=None) -> int:
+    "Append to file `f` what `url` holds past `f`'s end (all of it if the server ignores ranges); `_Failed` past `limit` bytes or for a web page. Return `f`'s size."
+    have = f.seek(0, 2)
+    with urllib.request.urlopen(urllib.request.Request(url, headers={'Range': f'bytes={have}-'} if have else {}), timeout=TIMEOUT) as r:
+        if have and r.status != 206: have = f.seek(0); f.truncate()  # no ranges here: start over
+        if have and not r.headers.get('Content-Range', '').startswith(f'bytes {have}-'): raise _Failed(f'the server sent the wrong part of {what}', 'damaged')
+        while chunk := r.read(min(2**20, limit - have + 1)):
+            if not have and _is_web_page(chunk): raise _Failed(f'Drive returned a web page (quota or virus-scan notice) for {what}', 'damaged')
+            if have + len(chunk) > limit: raise _Failed(f'the server sent more than the {limit:,} bytes expected of {what}', 'damaged')
+            f.write(chunk); have += len(chunk)
+            if bar: bar.update(len(chunk))
+    return have
+
+# %% ../nbs/11_pack.ipynb #d41a3fb0
+def _retrying(url: str, what: str, attempt: Callable):
+    "`attempt()`, tried again after `WAITS` while the connection fails; `_Failed` for an HTTP error or at last."
+    for wait in (*WAITS, None):
+        try: return attempt()
+        except urllib.error.HTTPError as e: raise _Failed(f'404 for {what}', 'missing') if e.code == 404 else _Failed(f'HTTP {e.code} for {what}', 'damaged') from None
+        except _NETWORK as e:
+            if wait is None: raise _Failed(f"cannot reach {url} ({getattr(e, 'reason', None) or e})", 'unreachable') from None
+            time.sleep(wait)
+
+# %% ../nbs/11_pack.ipynb #aa5473d3
+def _download(url: str, out: Path, shard: dict, progress: bool):
+    "Download shard `shard` from `url` to `out`, resuming the part an earlier try left; `_Failed` saying why not."
+    part, size, what = out.with_name(out.name + '.part'), shard['bytes'], f"shard {shard['name']}"
+    def attempt():
+        with open(part, 'ab') as f:
+            if f.seek(0, 2) < size and _transfer(url, f, size, what, bar) < size: raise ConnectionError('the connection closed early')
+    with tqdm(total=size, unit='B', unit_scale=True, desc=shard['name'], leave=False, disable=not progress) as bar:
+        try: _retrying(url, what, attempt)
+        except _Failed as e:
+            if e.kind == 'damaged': part.unlink(missing_ok=True)  # fetched again from the start next time
+            raise
+    os.replace(part, out)
+
+# %% ../nbs/11_pack.ipynb #67d10342
+def _verified(path: Path, shard: dict, remove: bool) -> Path:
+    "`path` if it is the shard `shard` describes; else `_Failed` saying why, after removing it if `remove` (a download)."
+    if _intact(path, shard): return path
+    with open(path, 'rb') as f: page = _is_web_page(f.read(1024))
+    if remove: path.unlink()
+    raise _Failed(f"Drive returned a web page (quota or virus-scan notice) for {shard['name']}" if page
+                  else 'checksum differs from the index (truncated or corrupt)', 'damaged')
+
+# %% ../nbs/11_pack.ipynb #98fdbe64
+def _folder_source(folder: Path) -> tuple[dict, Callable]:
+    "The index of the shards in `folder` and their getter."
+    def get(shard, staging):
+        if not (folder/shard['name']).is_file(): raise _Failed(f'not in {folder}', 'missing')
+        return _verified(folder/shard['name'], shard, remove=False)
+    return read_index(folder), get
+
+# %% ../nbs/11_pack.ipynb #541147c3
+def _url_source(base: str, progress: bool) -> tuple[dict, Callable]:
+    "The index of the shards at URL `base` and their getter, which downloads into its `staging` folder."
+    url, buf = f'{base}/{INDEX}', io.BytesIO()
+    try: _retrying(url, 'the shard index', lambda: _transfer(url, buf, MAX_BYTES, 'the shard index'))
+    except _Failed as e: raise ConnectionError(e.reason) if e.kind == 'unreachable' else BadInput(url, e.reason) from None
+    def get(shard, staging):
+        if not (staging/shard['name']).exists(): _download(f"{base}/{shard['name']}", staging/shard['name'], shard, progress)
+        return _verified(staging/shard['name'], shard, remove=True)
+    return _parse_index(buf.getvalue(), url), get
+
+# %% ../nbs/11_pack.ipynb #5f59eb99
+def _drive_source(source: str, progress: bool) -> tuple[dict, Callable]:
+    "The index of the shards in Google Drive folder `source` (link or id) and their getter, which downloads with gdown."
+    import gdown, requests
+    errors, kw = (gdown.exceptions.DownloadError, requests.RequestException), dict(url=source) if source.startswith('http') else dict(id=source)
+    one_line = lambda e: ' '.join(str(e).split())
+    try:
+        ids = {f.path: f.id for f in gdown.download_folder(**kw, skip_download=True, quiet=True)}
+        data = gdown.download(id=ids[INDEX], output=io.BytesIO(), quiet=True).getvalue() if INDEX in ids else None
+    except errors as e: raise ConnectionError(f'cannot reach {source} ({one_line(e)})') from None
+    if data is None: raise BadInput(source, 'no shard index in this Drive folder')
+    def get(shard, staging):
+        if shard['name'] not in ids: raise _Failed('not in the Drive folder', 'missing')
+        try: gdown.download(id=ids[shard['name']], output=str(staging/shard['name']), quiet=not progress, resume=True)
+        except errors as e: raise _Failed(f"download of {shard['name']} failed ({one_line(e)})", 'missing') from None
+        return _verified(staging/shard['name'], shard, remove=True)
+    return _parse_index(data, f'{source} {INDEX}'), get
+
+# %% ../nbs/11_pack.ipynb #d0dd40d3
+DRIVE_ID = re.compile(r'^[A-Za-z0-9_-]{25,}$')
+
+def _source(source: str, progress: bool) -> tuple[dict, Callable]:
+    "The checked index of `source` (folder, URL, or Google Drive folder) and `get(shard, staging)`: the shard's path, checked, or `_Failed`."
+    if Path(source).expanduser().is_dir(): return _folder_source(Path(source).expanduser())
+    if 'drive.google.com' in source or DRIVE_ID.match(source): return _drive_source(source, progress)
+    if source.startswith(('http://', 'https://')): return _url_source(source.rstrip('/'), progress)
+    raise FileNotFoundError(f'{source}: no such folder, URL or Drive link')
+
+# %% ../nbs/11_pack.ipynb #d129b72f
+def _claim(dest: Path, index: dict) -> Path:
+    "The pull state folder of `dest`, holding a copy of `index`; `BadInput` naming `dest` if it holds anything but a pull of `index`."
+    state, copy = dest/PULL_STATE, json.dumps(index, sort_keys=True).encode()
+    if (state/INDEX).is_file() and file_sha256(state/INDEX) == sha256(copy): return state
+    if others := sorted(p.name for p in dest.iterdir() if p.name not in (LOCK, PULL_STATE)):
+        raise BadInput(dest, f'holds {others[0]!r} and more: another dataset, or other shards pulled; pull into an empty folder')
+    shutil.rmtree(state, ignore_errors=True); state.mkdir()
+    atomic_write(state/INDEX, copy)
+    return state
+
+# %% ../nbs/11_pack.ipynb #52222b5c
 @dataclass
 class PullReport:
     "What `pull` did."
     extracted: list[str] = field(default_factory=list)  # shards extracted by this run or earlier ones
-    missing: list[str] = field(default_factory=list)    # shards not found at the source
+    missing: dict[str, str] = field(default_factory=dict)  # shard -> why it could not be fetched
     damaged: dict[str, str] = field(default_factory=dict)  # shard -> what is wrong with it
     @property
     def ok(self) -> bool: return not self.missing and not self.damaged
     def __str__(self):
         lines = [f'pull: {len(self.extracted)} shards extracted, {len(self.missing)} missing, {len(self.damaged)} damaged']
-        lines += [f'  missing {n}' for n in self.missing] + [f'  damaged {n}: {why}' for n, why in self.damaged.items()]
+        lines += [f'  missing {n}: {why}' for n, why in self.missing.items()] + [f'  damaged {n}: {why}' for n, why in self.damaged.items()]
         return '\n'.join(lines)
 
-# %% ../nbs/11_pack.ipynb #dcdd1c98
+# %% ../nbs/11_pack.ipynb #fc456920
+def _fetch(index: dict, get: Callable, state: Path) -> tuple[PullReport, list[tuple[str, dict]]]:
+    "The report of the shards `state` marks done, missing or damaged, and (path, index entry) of each shard to extract."
+    report, todo = PullReport(), []
+    (state/'download').mkdir(exist_ok=True)
+    for s in index['shards']:
+        done = state/f"{s['name']}.done"
+        if done.exists() and done.read_text() == s['sha256']: report.extracted.append(s['name']); continue
+        try: todo.append((str(get(s, state/'download')), s))
+        except _Failed as e: (report.damaged if e.kind == 'damaged' else report.missing)[s['name']] = e.reason
+    return report, todo
+
+# %% ../nbs/11_pack.ipynb #e0371c2a
+def _extract(todo: list[tuple[str, dict]], dest: Path, state: Path, workers: int, progress: bool) -> dict[str, str | None]:
+    "Extract the shards `todo` into `dest` in parallel, each split in parts; mark in `state` those extracted whole; each one's problem or None."
+    parts = -(-2 * workers // max(len(todo), 1))  # split shards so every worker stays busy
+    tasks = [(p, s, str(dest), k, parts) for p, s in todo for k in range(parts)]
+    problems, left, sha = {}, Counter(s['name'] for _, s in todo for _ in range(parts)), {s['name']: s['sha256'] for _, s in todo}
+    for name, problem in parallel_map(extract_shard, tasks, workers, desc='extract', unit='part', progress=progress, total=len(tasks)):
+        problems[name] = problems.get(name) or problem
+        left[name] -= 1
+        if not left[name] and not problems[name]: atomic_write(state/f'{name}.done', sha[name].encode())
+    return problems
+
+# %% ../nbs/11_pack.ipynb #50783c63
 def pull(
     source, # folder of shards (e.g. on the mounted Drive), its URL, or a Google Drive folder link or id
-    dest, # local folder to extract the dataset into
+    dest, # local folder to extract the dataset into: empty, or where an earlier pull of these shards went
     workers:int|None=None, # shards extracted at once (default: all cores)
+    wait:bool=False, # wait for another run on the same folders to finish instead of stopping
     progress:bool=True, # show progress and a summary
 ) -> PullReport:
     "Fetch, check and extract the shards of `source` into `dest`; report missing or damaged shards by name."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    done_dir = dest/PULL_STATE; done_dir.mkdir(exist_ok=True)
-    folder = _stage_source(str(source), done_dir/'download', progress)
-    index, report, todo = _read_index(folder), PullReport(), []
-    for s in index['shards']:
-        path, done = folder/s['name'], done_dir/f"{s['name']}.done"
-        if done.exists() and done.read_text() == s['sha256']: report.extracted.append(s['name'])
-        elif not path.exists(): report.missing.append(s['name'])
-        elif not _intact(path, s): report.damaged[s['name']] = 'checksum differs from the index (truncated or corrupt)'
-        else: todo.append(str(path))
-    sha, workers = {s['name']: s['sha256'] for s in index['shards']}, workers or os.cpu_count() or 1
-    parts = -(-2 * workers // max(len(todo), 1))  # split shards so every worker stays busy
-    tasks = [(p, str(dest), k, parts) for p in todo for k in range(parts)]
-    problems, left = {}, Counter(Path(p).name for p, *_ in tasks)
-    for name, problem in parallel_map(extract_shard, tasks, workers, desc='extract', unit='part', progress=progress, total=len(tasks)):
-        if problem: problems[name] = problem
-        left[name] -= 1
-        if not left[name]:
-            if name in problems: report.damaged[name] = problems[name]
-            else: atomic_write(done_dir/f'{name}.done', sha[name].encode()); report.extracted.append(name)
-    report.extracted.sort()
-    if report.ok: shutil.rmtree(done_dir/'download', ignore_errors=True)
+    dest = Path(dest)
+    with dataset_lock(dest, 'pull', wait):
+        index, get = _source(str(source), progress)
+        state = _claim(dest, index)
+        remove_temporaries(dest)
+        report, todo = _fetch(index, get, state)
+        for name, problem in _extract(todo, dest, state, workers or os.cpu_count() or 1, progress).items():
+            if problem: report.damaged[name] = problem
+            else: report.extracted.append(name)
+        report.extracted.sort()
+        if report.ok: shutil.rmtree(state/'download', ignore_errors=True)
     if progress: print(report)
     return report
 

@@ -14,7 +14,8 @@ from typing import Iterable
 import numpy as np
 from fastcore.basics import patch
 
-from .layout import MANIFEST, STAGE_STATS
+from .core import BadInput, sha256
+from .layout import MANIFEST, STAGE_STATS, STAGES
 from .store import iter_table, open_store, read_json
 
 # %% auto #0
@@ -103,16 +104,24 @@ def decode_jpeg(data):
     return tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE')
 
 # %% ../nbs/03_pixels.ipynb #278aa0fb
-def save_stage_stats(dataset, stats: dict[str, PixelStats]):
-    "Record statistics a stage gathered while it held the pixels in `dataset` (a folder or a store), beside those other stages recorded."
+def _record_sha(store, stage) -> str | None:
+    rel = STAGES[stage].record if stage in STAGES else None
+    return sha256(store.read(rel)) if rel and store.exists(rel) else None
+
+def save_stage_stats(dataset, stats: dict[str, PixelStats], stage: str):
+    "Record statistics `stage` gathered while it held the pixels in `dataset` (a folder or a store), beside those other stages recorded."
     store = open_store(dataset)
-    saved = read_json(store, STAGE_STATS) or {}
-    store.write(STAGE_STATS, json.dumps(saved | {n: s.to_json() for n, s in stats.items()}).encode())
+    saved, made = read_json(store, STAGE_STATS) or {}, dict(stage=stage, record=_record_sha(store, stage))
+    store.write(STAGE_STATS, json.dumps(saved | {n: s.to_json() | made for n, s in stats.items()}).encode())
 
 def stage_stats(dataset) -> dict[str, PixelStats]:
     "Statistics recorded by the stages that still describe `dataset` (a folder or a store)."
     store = open_store(dataset)
     saved = read_json(store, STAGE_STATS)
     if not saved or not store.exists(MANIFEST): return {}
-    rows = sum(1 for _ in iter_table(store, MANIFEST))
-    return {n: st for n, d in saved.items() if (st := PixelStats.from_json(d)).images == rows}
+    rows, out = sum(1 for _ in iter_table(store, MANIFEST)), {}
+    for n, d in saved.items():
+        try: st, current = PixelStats.from_json(d), d['record'] is not None and d['record'] == _record_sha(store, d['stage'])
+        except (KeyError, TypeError, ValueError) as e: raise BadInput(store.path(STAGE_STATS), f'corrupt statistics of {n!r} ({e!r})') from None
+        if current and st.images == rows: out[n] = st
+    return out

@@ -15,11 +15,11 @@ import numpy as np
 from PIL import Image
 
 from .composites import CompositesJob
-from .core import atomic_path, atomic_write, iter_csv, parallel_map
+from .core import atomic_path, atomic_write, parallel_map
 from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG,
-                             FG_ALPHA, FG_MASK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file, depth_files, fg_files)
+                             FG_ALPHA, FG_MASK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file, depth_files, fg_files, made_after)
 from .pixels import LEVELS, PixelStats, merge_stats, stage_stats
-from .store import FolderStore, read_json
+from .store import FolderStore, check_dataset, iter_manifest, lineage, read_json
 
 # %% auto #0
 __all__ = ['dataset_stats', 'card_markdown', 'placement_coverage', 'write_card', 'normalization']
@@ -133,9 +133,10 @@ def placement_coverage(rows: Iterable[dict], size: tuple[int, int]) -> np.ndarra
 # %% ../nbs/10_stats.ipynb #352f9a74
 def _heat_map(dataset: Path, n: int, path: Path):
     import matplotlib.pyplot as plt
-    w, h = Image.open(dataset/bg_file(next(iter_csv(dataset/MANIFEST))['bg'])).size
+    rows = lambda: iter_manifest(FolderStore(dataset))
+    w, h = Image.open(dataset/bg_file(next(rows())['bg'])).size
     fig, ax = plt.subplots(figsize=(4, 3.4), dpi=80)
-    im = ax.imshow(placement_coverage(iter_csv(dataset/MANIFEST), (h, w)) / n, cmap='viridis')
+    im = ax.imshow(placement_coverage(rows(), (h, w)) / n, cmap='viridis')
     fig.colorbar(im, label='share of composites covered'); ax.set_title('where foregrounds were pasted', fontsize=9)
     fig.tight_layout(); _save(fig, path)
 
@@ -154,23 +155,29 @@ def write_card(
     dataset, # dataset folder
     recompute:bool=True, # count every set again; False: use what the composites and depth stages recorded
     workers:int|None=None, # worker processes (default: all cores)
+    wait:bool=False, # wait for another run on this dataset to finish instead of stopping
     progress:bool=True, # show a progress bar and where the card is
 ) -> dict:
     "Compute every set's statistics and write `dataset.json`, `DATASET.md` and the pictures in `card/`."
-    dataset = Path(dataset)
-    known = {} if recompute else stage_stats(dataset)
-    stats = dataset_stats(dataset, workers, progress, skip=tuple(known)) | known
-    stats = {n: stats[n] for n in SETS if n in stats}
-    n = sum(1 for _ in iter_csv(dataset/MANIFEST)) if (dataset/MANIFEST).exists() else 0  # streamed: millions of rows
-    card = dict(name=dataset.name, versions=_versions(), sets={n: s.summary() for n, s in stats.items()}) | _records(dataset, n)
-    atomic_write(dataset/CARD_JSON, json.dumps(card, indent=1).encode())
-    atomic_write(dataset/CARD_MD, card_markdown(card).encode())
-    if n:
-        (dataset/CARD).mkdir(exist_ok=True)
-        picks = set(np.random.default_rng(0).choice(n, min(4, n), replace=False).tolist())
-        _sample_sheet(dataset, [r for i, r in enumerate(iter_csv(dataset/MANIFEST)) if i in picks], dataset/CARD_PICTURES['samples'])
-        _histograms(stats, dataset/CARD_PICTURES['histograms'])
-        _heat_map(dataset, n, dataset/CARD_PICTURES['placements'])
+    dataset = Path(dataset); store = FolderStore(dataset)
+    with store.hold('stats', wait):
+        check_dataset(store, made_after('stats'))  # the card describes one consistent dataset
+        store.clean(CARD)
+        known = {} if recompute else stage_stats(dataset)
+        stats = dataset_stats(dataset, workers, progress, skip=tuple(known)) | known
+        stats = {n: stats[n] for n in SETS if n in stats}
+        if not stats: raise FileNotFoundError(f'{dataset}: no images of a depthseg dataset to describe; run `depthseg backgrounds SRC {dataset}` first')
+        n = sum(1 for _ in iter_manifest(store)) if store.exists(MANIFEST) else 0  # streamed: millions of rows
+        card = dict(name=dataset.name, versions=_versions(), sets={n: s.summary() for n, s in stats.items()}) | _records(dataset, n)
+        card['made_from'] = lineage(store, 'stats')
+        if n:
+            (dataset/CARD).mkdir(exist_ok=True)
+            picks = set(np.random.default_rng(0).choice(n, min(4, n), replace=False).tolist())
+            _sample_sheet(dataset, [r for i, r in enumerate(iter_manifest(store)) if i in picks], dataset/CARD_PICTURES['samples'])
+            _histograms(stats, dataset/CARD_PICTURES['histograms'])
+            _heat_map(dataset, n, dataset/CARD_PICTURES['placements'])
+        atomic_write(dataset/CARD_MD, card_markdown(card).encode())
+        atomic_write(dataset/CARD_JSON, json.dumps(card, indent=1).encode())  # last: a card with its record is complete
     if progress: print(f'card: {dataset/CARD_MD}, {dataset/CARD_JSON} and pictures in {dataset/CARD}')
     return card
 

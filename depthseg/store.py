@@ -6,17 +6,19 @@ Docs: https://depthseg.github.io/depthseg/store.html.md"""
 
 # %% ../nbs/02_store.ipynb #6597b441
 from __future__ import annotations
-import csv, fnmatch, io, json, os
-from contextlib import contextmanager
+import csv, fnmatch, io, json, os, shutil
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from fastcore.basics import patch
 
-from .core import atomic_open, atomic_write, iter_csv, remove_temporaries, write_csv
+from .core import BadInput, atomic_open, atomic_write, dataset_lock, iter_csv, remove_temporaries, sha256, write_csv
+from .layout import MANIFEST, STAGES, made_after, made_from, row_problem
 
 # %% auto #0
-__all__ = ['FolderStore', 'beam_module', 'BeamStore', 'open_store', 'read_json', 'check_record', 'write_table', 'iter_table']
+__all__ = ['FolderStore', 'beam_module', 'BeamStore', 'open_store', 'read_json', 'lineage', 'remedy', 'check_lineage',
+           'check_dataset', 'check_record', 'clean', 'write_table', 'iter_table', 'iter_manifest']
 
 # %% ../nbs/02_store.ipynb #32727699
 class FolderStore:
@@ -35,6 +37,10 @@ class FolderStore:
     def clean(self, rel: str):
         "Remove temporary files an interrupted run left under folder `rel`."
         if (self.root/rel).is_dir(): remove_temporaries(self.root/rel)
+    def hold(self, stage: str, wait: bool = False):
+        "The lock of the dataset, which must be there, held while `stage` runs (see `dataset_lock`)."
+        if not self.root.is_dir(): raise FileNotFoundError(f'{self.root}: no such dataset folder')
+        return dataset_lock(self.root, stage, wait)
 
 # %% ../nbs/02_store.ipynb #74af1c47
 @patch
@@ -48,6 +54,20 @@ def list(self: FolderStore, folder: str, pattern: str = '*') -> list[str]:
     d = self.root/folder
     names = os.listdir(d) if d.is_dir() else []
     return sorted(f'{folder}/{n}' for n in names if fnmatch.fnmatch(n, pattern) and not n.startswith('.') and (d/n).is_file())
+
+# %% ../nbs/02_store.ipynb #934d35c7
+@patch
+def has_files(self: FolderStore, rel: str) -> bool:
+    "Is `rel` a file, or a folder with a file somewhere under it?"
+    p = self.root/rel
+    return p.is_file() or any(f.is_file() for f in p.rglob('*')) if p.exists() else False
+
+@patch
+def remove(self: FolderStore, rel: str):
+    "Delete file or folder `rel`, if it is there."
+    p = self.root/rel
+    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+    else: p.unlink(missing_ok=True)
 
 # %% ../nbs/02_store.ipynb #a6ddd498
 @patch
@@ -78,6 +98,7 @@ class BeamStore:
     def exists(self, rel: str) -> bool: return self.fs.exists(self.path(rel))
     def makedirs(self, rel: str): pass  # object stores have no folders
     def clean(self, rel: str): pass  # objects are never partial
+    def hold(self, stage: str, wait: bool = False): return nullcontext()  # a bucket has no lock: one pipeline writes it
 
 # %% ../nbs/02_store.ipynb #9dd27386
 @patch
@@ -120,6 +141,16 @@ def present(self: BeamStore, rels: Iterable[str]) -> set[str]:
 def list(self: BeamStore, folder: str, pattern: str = '*') -> list[str]:
     return [r for r in self.match(f'{folder}/{pattern}') if not r.rsplit('/', 1)[-1].startswith('.')]
 
+# %% ../nbs/02_store.ipynb #d2e010de
+@patch
+def has_files(self: BeamStore, rel: str) -> bool:
+    return any(self.match(p) for p in (rel, f'{rel}/*', f'{rel}/*/*'))  # per-background folders are two deep
+
+@patch
+def remove(self: BeamStore, rel: str):
+    found = sorted({r for p in (rel, f'{rel}/*', f'{rel}/*/*') for r in self.match(p)})
+    if found: self.fs.delete([self.path(r) for r in found if not any(r.startswith(f'{o}/') for o in found)])  # a folder goes with its files
+
 # %% ../nbs/02_store.ipynb #886e6451
 def open_store(dataset) -> FolderStore | BeamStore:
     "The store of `dataset`: a `FolderStore` for a local path, a `BeamStore` for a URL such as `gs://bucket/dataset`."
@@ -129,16 +160,68 @@ def open_store(dataset) -> FolderStore | BeamStore:
 
 # %% ../nbs/02_store.ipynb #778ab940
 def read_json(store, rel: str) -> dict | None:
-    "The JSON object in file `rel` of `store`, or `None` if there is none."
-    return json.loads(store.read(rel)) if store.exists(rel) else None
+    "The JSON object in file `rel` of `store`, or `None` if there is none; `BadInput` if it is not one."
+    if not store.exists(rel): return None
+    try: out = json.loads(store.read(rel))
+    except (ValueError, UnicodeDecodeError) as e: raise BadInput(store.path(rel), f'corrupt JSON ({e})') from None
+    if not isinstance(out, dict): raise BadInput(store.path(rel), 'corrupt record: not a JSON object')
+    return out
 
-def check_record(store, rel: str, new: dict, made: str, remedy: str):
-    "Write record `rel` as `new`, or refuse to add to `store` if its record shows the `made` there came from other settings."
+# %% ../nbs/02_store.ipynb #0f8d0ea4
+def lineage(store, stage: str) -> dict[str, str]:
+    "SHA-256 of the record of each stage `stage` is made from, where there is one."
+    records = [STAGES[s].record for s in made_after(stage)]
+    return {r: sha256(store.read(r)) for r in records if store.exists(r)}
+
+def remedy(store, stage: str) -> str:
+    "How to make `stage` of `store` again."
+    return f'run `depthseg clean {store} {stage}` (it removes the {stage} and what was made from them), or use a new dataset folder'
+
+def check_lineage(store, stage: str, record: dict | None = None):
+    "Refuse to use `stage` of `store` if what it was made from changed since its `record` (default: its record in `store`)."
+    if not STAGES[stage].after: return  # made from sources outside the dataset
+    record = read_json(store, STAGES[stage].record) if record is None else record
+    if not record or 'made_from' not in record: return
+    was, now = record['made_from'], lineage(store, stage)
+    if changed := sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k)):
+        raise ValueError(f"{store.path(STAGES[stage].record)}: the {stage} were made from other data ({', '.join(changed)} changed since); {remedy(store, stage)}")
+
+# %% ../nbs/02_store.ipynb #4579050e
+def check_dataset(store, stages=tuple(STAGES)):
+    "Refuse dataset `store` if one of `stages` was made from other data, or its composites were begun and not finished."
+    for stage in stages: check_lineage(store, stage)
+    if store.exists(STAGES['composites'].record) and not store.exists(MANIFEST):
+        raise ValueError(f'{store.path(MANIFEST)}: not there: the composites were begun but not finished; run `depthseg composites {store}` again')
+
+# %% ../nbs/02_store.ipynb #6ec49c01
+def check_record(store, stage: str, new: dict) -> dict:
+    "Write the record of `stage` as `new` with its lineage, or refuse if the record there shows other settings or inputs."
+    rel, new = STAGES[stage].record, new | dict(made_from=lineage(store, stage))
     old = read_json(store, rel)
-    if old is not None and old != new:
-        changed = ', '.join(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)))
-        raise ValueError(f'{store.path(rel)}: the {made} there were made with other parameters or sources ({changed} changed); {remedy}')
-    if old is None: store.write(rel, json.dumps(new, indent=1).encode())
+    if old is None and any(store.has_files(o) for o in STAGES[stage].outputs if o != rel):
+        raise ValueError(f'{store.path(rel)}: not there, but {stage} made by an earlier run are; {remedy(store, stage)}')
+    if old is not None:
+        check_lineage(store, stage, old)
+        if changed := ', '.join(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))):
+            raise ValueError(f'{store.path(rel)}: the {stage} there were made with other parameters ({changed} changed); {remedy(store, stage)}')
+    else: store.write(rel, json.dumps(new, indent=1).encode())
+    return new
+
+# %% ../nbs/02_store.ipynb #8350b709
+def clean(
+    dataset, # dataset folder (or URL)
+    stage:str, # the stage to remove, with every stage made from it: 'backgrounds', 'foregrounds', 'composites', 'depth' or 'stats'
+    wait:bool=False, # wait for another run on this dataset to finish instead of stopping
+    progress:bool=True, # say what was removed
+) -> list[str]:
+    "Remove `stage` of `dataset` and every stage made from it; return what was removed."
+    if stage not in STAGES: raise ValueError(f'stage must be one of {list(STAGES)}, not {stage!r}')
+    ds, removed = open_store(dataset), []
+    with ds.hold('clean', wait):
+        for rel in (o for s in made_from(stage) for o in STAGES[s].outputs):
+            if ds.exists(rel) or ds.has_files(rel): ds.remove(rel); removed.append(rel)
+    if progress: print(f"clean: removed {', '.join(removed) or 'nothing'} from {ds}")
+    return removed
 
 # %% ../nbs/02_store.ipynb #bb4f6629
 def write_table(store, rel: str, rows: Iterable[dict], fieldnames: list[str]):
@@ -149,3 +232,11 @@ def iter_table(store, rel: str) -> Iterator[dict]:
     "Rows of CSV file `rel` of `store` as dicts of strings, one at a time."
     if store.local: yield from iter_csv(store.path(rel))
     else: yield from csv.DictReader(io.StringIO(store.read(rel).decode('utf-8')))
+
+# %% ../nbs/02_store.ipynb #3a8248ef
+def iter_manifest(store) -> Iterator[dict]:
+    "Rows of the `manifest.csv` of `store`, each checked; `BadInput` naming the line of the first that is not one depthseg writes."
+    if not store.exists(MANIFEST): raise FileNotFoundError(f'{store.path(MANIFEST)}: not there; run `depthseg composites DATASET` first')
+    for line, row in enumerate(iter_table(store, MANIFEST), 2):
+        if problem := row_problem(row): raise BadInput(f'{store.path(MANIFEST)} line {line}', problem)
+        yield row

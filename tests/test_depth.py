@@ -88,6 +88,8 @@ def test_kill_and_resume_depth(dataset, tmp_path):
         assert len(files) == n_rows and not list((dataset/folder).rglob('.*.tmp'))
         assert all((dataset/f).read_bytes() == (clean/f).read_bytes() for f in files), folder
     assert (dataset/'depth.json').read_bytes() == (clean/'depth.json').read_bytes()
+    assert (dataset/'stage_stats.json').read_bytes() == (clean/'stage_stats.json').read_bytes()  # the same statistics recorded
+    assert not [p for p in dataset.rglob('.*') if p.is_file()]  # no temporary file, no lock left
 
 
 def test_a_failed_write_is_not_swallowed(dataset, tmp_path, monkeypatch):

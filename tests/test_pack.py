@@ -1,12 +1,13 @@
-"Pack, push and pull end to end: byte-for-byte round trips through a folder and HTTP (gdown), resume, damage, hostility."
+"Pack, push and pull end to end: byte-for-byte round trips through a folder and HTTP, resume, damage, hostility."
 import functools, http.server, io, json, subprocess, sys, tarfile, threading
 from pathlib import Path
 
 import pytest
 
 from depthseg.composites import CompositesJob, make_composites
-from depthseg.core import file_sha256
-from depthseg.pack import INDEX, pack, pull, push
+from depthseg.core import Busy, file_sha256
+from depthseg.layout import STAGES
+from depthseg.pack import INDEX, INDEX_FORMAT, pack, pull, push
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -61,14 +62,15 @@ def test_round_trip_through_a_folder(packed, tmp_path):
     assert report.ok and files(tmp_path/'local') == files(dataset)
 
 
-def test_round_trip_over_http_with_a_resumed_download(packed, server, tmp_path):
+def test_round_trip_over_http_with_a_resumed_download(packed, server, tmp_path, monkeypatch):
     dataset, shards, index = packed
+    monkeypatch.setattr('depthseg.pack.WAITS', ())  # no second try within a run: the next run resumes
     www, url = server
     push(shards, www, progress=False)
     second = index['shards'][1]
     RangeHandler.cut[second['name']] = second['bytes'] // 3  # the connection drops a third of the way
     first = pull(url, tmp_path/'local', progress=False)
-    assert not first.ok and second['name'] in first.missing + list(first.damaged)
+    assert not first.ok and 'connection closed early' in first.missing[second['name']]
     assert len(first.extracted) == len(index['shards']) - 1  # the others are kept
     report = pull(url, tmp_path/'local', progress=False)
     assert report.ok and files(tmp_path/'local') == files(dataset)
@@ -88,24 +90,26 @@ def test_damaged_shard_is_named_and_the_rest_extracted(packed, tmp_path):
 
 
 def test_hostile_archives_write_nothing_outside(tmp_path):
+    "Each shard's index entry lists one file, bg/bg_00K.jpg of 3 bytes; its archive holds a hostile member besides or instead."
     src = tmp_path/'src'; src.mkdir()
-    with tarfile.open(src/'slip-00000.tar', 'w') as t:
-        for name in ('ok.txt', '../../outside.txt'):
-            info = tarfile.TarInfo(name); info.size = 3; t.addfile(info, io.BytesIO(b'bad'))
-    with tarfile.open(src/'abs-00001.tar', 'w') as t:
-        info = tarfile.TarInfo(str(tmp_path/'abs.txt')); info.size = 3; t.addfile(info, io.BytesIO(b'bad'))
-    with tarfile.open(src/'dev-00002.tar', 'w') as t:
-        info = tarfile.TarInfo('null'); info.type = tarfile.CHRTYPE; t.addfile(info)
-    with tarfile.open(src/'hard-00003.tar', 'w') as t:
-        info = tarfile.TarInfo('h'); info.type, info.linkname = tarfile.LNKTYPE, '/etc/passwd'; t.addfile(info)
-    names = sorted(p.name for p in src.glob('*.tar'))
-    shards = [dict(name=n, bytes=(src/n).stat().st_size, sha256=file_sha256(src/n), files=[]) for n in names]
-    (src/INDEX).write_text(json.dumps(dict(format='depthseg-shards/1', dataset='x', files=0, shards=shards)))
+    def member(name, type=tarfile.REGTYPE):
+        m = tarfile.TarInfo(name); m.type, m.linkname, m.size = type, '/etc/passwd', 3 if type == tarfile.REGTYPE else 0; return m
+    hostile = {'slip-00000.tar': [member('bg/bg_000.jpg'), member('../../outside.txt')],
+               'abs-00001.tar': [member('bg/bg_001.jpg'), member(str(tmp_path/'abs.txt'))],
+               'dev-00002.tar': [member('bg/bg_002.jpg', tarfile.CHRTYPE)],
+               'hard-00003.tar': [member('bg/bg_003.jpg', tarfile.LNKTYPE)]}
+    for name, members in hostile.items():
+        with tarfile.open(src/name, 'w') as t:
+            for m in members: t.addfile(m, io.BytesIO(b'bad') if m.isreg() else None)
+    shards = [dict(name=n, bytes=(src/n).stat().st_size, sha256=file_sha256(src/n), files=[f'bg/bg_00{k}.jpg'], sizes=[3])
+              for k, n in enumerate(hostile)]
+    (src/INDEX).write_text(json.dumps(dict(format=INDEX_FORMAT, dataset='x', files=4, made_from={}, shards=shards)))
     report = pull(src, tmp_path/'dest', progress=False)
-    assert sorted(report.damaged) == names, report
-    assert 'absolute path' in report.damaged['abs-00001.tar'] and 'special file' in report.damaged['dev-00002.tar']
+    assert sorted(report.damaged) == sorted(hostile), report
+    assert 'climbs out' in report.damaged['slip-00000.tar'] and 'absolute path' in report.damaged['abs-00001.tar']
+    assert 'special file' in report.damaged['dev-00002.tar'] and 'is a link' in report.damaged['hard-00003.tar']
     assert not (tmp_path/'outside.txt').exists() and not (tmp_path/'abs.txt').exists()
-    assert not (tmp_path/'dest/ok.txt').exists()  # a refused shard writes nothing at all
+    assert not (tmp_path/'dest/bg').exists()  # a refused shard writes nothing at all
 
 
 def test_pack_is_deterministic(packed, tmp_path):
@@ -115,3 +119,32 @@ def test_pack_is_deterministic(packed, tmp_path):
     assert all((tmp_path/'again'/s['name']).read_bytes() == (shards/s['name']).read_bytes() for s in index['shards'])
     with tarfile.open(shards/index['shards'][0]['name']) as t:
         assert {(m.mtime, m.uid, m.uname) for m in t.getmembers()} == {(0, 0, '')}
+    assert all(s['sizes'] == [(dataset/f).stat().st_size for f in s['files']] for s in index['shards'])
+
+
+def test_pack_takes_only_the_files_of_a_dataset(packed, tmp_path, capsys):
+    dataset, _, index = packed
+    (dataset/'notes.txt').write_text('mine'); (dataset/'bg'/'extra.txt').write_text('mine'); (dataset/'.hidden').write_text('x')
+    again = pack(dataset, tmp_path/'again', shard_size=1_500_000)
+    assert again == index
+    assert "left out 2 files of no dataset, e.g. 'bg/extra.txt'" in capsys.readouterr().out
+
+
+def test_pack_records_what_it_was_made_from(packed):
+    dataset, _, index = packed
+    records = sorted({s.record for s in STAGES.values()} & {p.name for p in dataset.iterdir()})
+    assert len(records) == 3 and index['made_from'] == {r: file_sha256(dataset/r) for r in records}
+
+
+def test_pack_cleans_its_output_and_waits_for_no_writer(packed, tmp_path):
+    dataset, shards, index = packed
+    (shards/'.dataset-00000.tar.123.tmp').write_bytes(b'stale')
+    pack(dataset, shards, shard_size=1_500_000, progress=False)
+    assert not list(shards.glob('.*'))
+    hold = subprocess.Popen([sys.executable, '-c', 'import sys, time; from depthseg.core import dataset_lock\n'
+                             f'with dataset_lock({str(dataset)!r}, "composites"): print("held", flush=True); time.sleep(60)'],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert hold.stdout.readline().strip() == 'held'
+        with pytest.raises(Busy, match='composites'): pack(dataset, tmp_path/'other', progress=False)
+    finally: hold.kill(); hold.wait()
