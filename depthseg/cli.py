@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInput, RejectedInputs, Busy, OSError, ValueError, ImportError) as e:  # OSError: disk full, read-only, not a folder...
         if debug: raise
         print(f'depthseg {command}: error: {e}', file=sys.stderr); return 1
-    return 0 if getattr(result, 'ok', True) else 1  # e.g. a pull with missing or damaged shards
+    if getattr(result, 'ok', True): return 0
+    print(f'depthseg {command}: error: {str(result).splitlines()[0]}', file=sys.stderr); return 1  # e.g. a pull with damaged shards
 
 # %% ../nbs/15_cli.ipynb #73bb76cd
 if __name__ == '__main__': sys.exit(main())

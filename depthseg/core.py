@@ -43,10 +43,12 @@ def iter_sources(src, max_bytes=MAX_BYTES) -> Iterator[tuple[str, bytes | BadInp
     "Yield `(name, data)` for each file of folder or zip `src`, sorted by name; `data` is a `BadInput` if unreadable."
     src = Path(src)
     if src.is_dir():
-        names, root = sorted(p.relative_to(src).as_posix() for p in src.rglob('*') if p.is_file()), src.resolve()
+        names, root = sorted(p.relative_to(src).as_posix() for p in src.rglob('*') if p.is_file() or p.is_symlink()), src.resolve()
         for name in (n for n in names if not _hidden(n)):
             path = (src/name).resolve()
-            if not path.is_relative_to(root): yield name, BadInput(name, 'symbolic link to a file outside the folder: not followed')
+            if name != (shown := name.encode('utf-8', 'backslashreplace').decode()): yield shown, BadInput(shown, 'file name is not valid UTF-8: rename it')
+            elif not path.is_file(): yield name, BadInput(name, 'symbolic link to a folder, or to nothing: not followed')
+            elif not path.is_relative_to(root): yield name, BadInput(name, 'symbolic link to a file outside the folder: not followed')
             elif (size := path.stat().st_size) > max_bytes: yield name, BadInput(name, f'file too large: {size:,} bytes (limit {max_bytes:,})')
             else: yield name, path.read_bytes()
         return
@@ -194,6 +196,7 @@ def dataset_lock(folder, stage: str, wait: bool = False):
     "Hold the lock of dataset `folder` while `stage` runs; `Busy` naming the holder if another process has it, unless `wait`."
     import fcntl, socket
     path = Path(folder)/LOCK; key = str(path.resolve())
+    if path.parent.exists() and not path.parent.is_dir(): raise NotADirectoryError(f'{folder}: not a folder')
     if _held.get(key):
         _held[key] += 1
         try: yield

@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/data.html.md"""
 
 # %% ../nbs/12_data.ipynb #acb0dc31
 from __future__ import annotations
-import hashlib, json
+import hashlib, json, shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -16,12 +16,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .core import BadInput, atomic_path, atomic_write, dataset_lock, file_sha256, read_csv, remove_temporaries
-from .layout import (BG, CARD_JSON, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_NAMES, TABLES, TFRECORD_SCHEMA,
+from .layout import (BG, CARD_JSON, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, TABLES, TFRECORD_SCHEMA,
                              bg_file, composite_files, depth_files, fg_files, sources_table, made_after, tfrecord_name)
 from .pack import check_members, read_index
 from .pixels import decode_jpeg
 from .stats import normalization
-from .store import FolderStore, check_dataset, iter_manifest, lineage, read_json
+from .store import FolderStore, check_dataset, check_outside, iter_manifest, lineage, read_json
 
 # %% auto #0
 __all__ = ['SPLITS', 'FEATURES', 'TFRECORD_FORMAT', 'READERS', 'assign_splits', 'split_sources', 'Feature', 'example_files',
@@ -212,18 +212,22 @@ def _shard_members(folder: Path) -> dict[str, tuple[str, int, int]]:
     import tarfile
     out = {}
     for s in read_index(folder)['shards']:
-        with tarfile.open(folder/s['name'], mode='r:') as tar:
-            out |= {m.name: (str(folder/s['name']), m.offset_data, m.size) for m in check_members(tar, s)}
+        try:
+            with tarfile.open(folder/s['name'], mode='r:') as tar:
+                out |= {m.name: (str(folder/s['name']), m.offset_data, m.size) for m in check_members(tar, s)}
+        except tarfile.TarError as e: raise BadInput(folder/s['name'], f'not an uncompressed tar ({e})') from None
     return out
 
 # %% ../nbs/12_data.ipynb #f2e20900
 def _unpack_tables(folder: Path, members: dict) -> Path:
-    "The dataset's small tables (manifest, sources, card: its top-level files) copied out of its shards into `folder/.tables`, once."
-    meta = folder/TABLES
+    "The dataset's small tables (manifest, sources, card: its top-level files) copied out of its shards into `folder/.tables`, once per index."
+    meta, index = folder/TABLES, (folder/SHARD_INDEX).read_bytes()
+    if (meta/SHARD_INDEX).exists() and (meta/SHARD_INDEX).read_bytes() != index: shutil.rmtree(meta)  # other shards since
     for name, (shard, offset, size) in members.items():
         if '/' in name or (meta/name).exists(): continue
         meta.mkdir(exist_ok=True)
         with open(shard, 'rb') as f: f.seek(offset); atomic_write(meta/name, f.read(size))
+    atomic_write(meta/SHARD_INDEX, index)  # last: the tables are those of this index
     return meta
 
 # %% ../nbs/12_data.ipynb #31e41b5b
@@ -306,6 +310,7 @@ def to_tfrecord(
     "Write every composite of `dataset` as a `tf.train.Example` in self-contained TFRecord shards in `out`, with `schema.json`."
     if examples_per_shard < 1: raise ValueError(f'examples per shard must be at least 1, not {examples_per_shard}')
     dataset, out, store = Path(dataset), Path(out), FolderStore(dataset)
+    check_outside(out, dataset)
     with store.hold('tfrecord', wait):
         check_dataset(store, (*made_after('stats'), 'stats'))  # the card describes these composites
         rows = list(iter_manifest(store))
@@ -328,8 +333,13 @@ def _read_schema(folder) -> dict:
     if schema.get('format') != TFRECORD_FORMAT: raise bad(f'not a depthseg TFRecord schema (format {schema.get("format")!r})')
     if not isinstance(schema.get('shards'), list) or not schema['shards']: raise bad('it lists no shards')
     if wrong := [s for s in schema['shards'] if not (isinstance(s, str) and SHARD_NAMES[1].fullmatch(s))]: raise bad(f'{wrong[0]!r} is no shard name')
-    if not all(isinstance(f, dict) and f.get('name') in _names('id') | _names('image') | _names('int') for f in schema.get('features', [None])):
+    if not all(isinstance(f, dict) and f.get('name') in _names('id') | _names('image') | _names('int') and f.get('dtype') in ('int64', 'bytes')
+               and isinstance(f.get('optional'), bool) for f in schema.get('features', [None])):
         raise bad('a feature is not one depthseg writes')
+    rows = lambda v: isinstance(v, list) and all(isinstance(r, dict) and isinstance(r.get('id'), str) and isinstance(r.get('sha256'), str) for r in v)
+    if not (isinstance(schema.get('sources'), dict) and all(rows(schema['sources'].get(k)) for k in (BG, FG))): raise bad("corrupt 'sources'")
+    if not isinstance(schema.get('normalization'), dict) or not isinstance(schema.get('depth'), bool): raise bad("corrupt 'normalization' or 'depth'")
+    if missing := [n for n in schema['shards'] if not store.exists(n)]: raise FileNotFoundError(f'{store.path(missing[0])}: listed in {TFRECORD_SCHEMA} but not there')
     return schema
 
 def read_tfrecords(folder, depth: bool = True):

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .core import atomic_open, file_sha256
 from .layout import COMPOSITES, DEPTH, DEPTH16, DEPTH_RECORD, MANIFEST, depth_files
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
-from .store import check_lineage, check_record, iter_manifest, iter_table, open_store, read_json
+from .store import check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json
 
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BACKENDS', 'NO_WEIGHTS', 'gpu_summary',
@@ -319,6 +319,7 @@ def make_depth(
     "Write a depth map for every composite of `dataset`, with one global scale; return the record."
     store = open_store(dataset)
     with store.hold('depth', wait):
+        check_dataset(store, ('composites',))  # finished, and made from the sources there
         rows = list(iter_manifest(store))[:limit]
         model = model or depth_backend(spec)
         meta = plan_depth(store, spec, model, lambda: np.stack(composite_pixels(store, rows[:spec.calibration])))

@@ -139,8 +139,8 @@ def made_from(stage: str) -> list[str]:
     return [s for s in STAGES if s == stage or stage in made_after(s)]
 
 # %% ../nbs/00_layout.ipynb #eef7a72d
-_N = r'\d{3,}'
-_CID = rf'(bg_{_N})_fg_{_N}_(?:orig|flip)_\d{{2,}}'  # a composite id; group 1 its background
+_N = r'[0-9]{3,9}'
+_CID = rf'(bg_{_N})_fg_{_N}_(?:orig|flip)_[0-9]{{2,6}}'  # a composite id; group 1 its background
 _FILES = re.compile('|'.join([
     rf'{BG}/bg_{_N}\.jpg', rf'{FG}/fg_{_N}\.png', rf'{FG_MASK}/fg_mask_{_N}\.png',
     rf'{COMPOSITES}/(bg_{_N})/{_CID}\.jpg', rf'(?:{MASKS}|{DEPTH16})/(bg_{_N})/{_CID}\.png', rf'{DEPTH}/(bg_{_N})/{_CID}\.(?:png|jpg)',
@@ -163,7 +163,8 @@ _INTS = ('flip', 'index', 'x', 'y', 'width', 'height')
 def row_problem(row: dict) -> str | None:
     "Why `row` is not a row of `manifest.csv` as the composites stage writes them, or None if it is."
     if missing := [f for f in MANIFEST_FIELDS if not row.get(f)]: return f'no {missing[0]!r}'
-    if bad := [f for f in _INTS if not str(row[f]).isdigit()]: return f'{bad[0]!r} is {row[bad[0]]!r}, not a whole number'
+    if bad := [f for f in _INTS if not re.fullmatch('[0-9]{1,6}', str(row[f]))]: return f'{bad[0]!r} is {row[bad[0]]!r}, not a whole number (0 to 999999)'
+    if row['flip'] not in ('0', '1'): return f"'flip' is {row['flip']!r}, not 0 or 1"
     if not (re.fullmatch(f'bg_{_N}', row['bg']) and re.fullmatch(f'fg_{_N}', row['fg'])): return 'bad background or foreground id'
     if row['id'] != composite_id(row['bg'], row['fg'], row['flip'] == '1', int(row['index'])): return f"id {row['id']!r} does not match its fields"
     if (row['image'], row['mask']) != composite_files(row['bg'], row['id']): return f"paths {row['image']!r}, {row['mask']!r} are not those of {row['id']}"

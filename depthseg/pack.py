@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .core import (MAX_BYTES, BadInput, atomic_open, atomic_write, dataset_lock, file_sha256, parallel_map,
                            remove_temporaries, sha256)
-from .store import FolderStore, check_dataset
+from .store import FolderStore, check_dataset, check_outside
 from .layout import CARD_JSON, CARD_MD, LOCK, PULL_STATE, SHARD_INDEX, SHARD_NAMES, STAGES, name_problem, shard_name
 
 # %% auto #0
@@ -81,6 +81,7 @@ def pack(
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir(): raise FileNotFoundError(f'{dataset}: no such dataset folder')
     if not SHARD_NAMES[0].fullmatch(shard_name(name, 0)): raise ValueError(f'{name!r}: shard names take letters, digits, _ . and -')
+    check_outside(out, dataset)
     with dataset_lock(dataset, 'pack', wait):
         check_dataset(FolderStore(dataset))  # one consistent, finished dataset
         with dataset_lock(out, 'pack', wait):

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .composites import CompositesJob
-from .core import atomic_path, atomic_write, parallel_map
+from .core import BadInput, atomic_path, atomic_write, parallel_map
 from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG,
                              FG_ALPHA, FG_MASK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file, depth_files, fg_files, made_after)
 from .pixels import LEVELS, PixelStats, merge_stats, stage_stats
@@ -184,8 +184,12 @@ def write_card(
 # %% ../nbs/10_stats.ipynb #80b12261
 def normalization(dataset, name: str) -> tuple[list[float], list[float]]:
     "Mean and std of image set `name` ('bg', 'bgfg', 'bgfg_depth', ...) of `dataset`, from its `dataset.json`."
-    path = Path(dataset)/CARD_JSON
-    if not path.exists(): raise FileNotFoundError(f'{path}: not there; run `depthseg stats {dataset}` to compute the statistics')
-    sets = json.loads(path.read_text())['sets']
+    store = FolderStore(dataset)
+    if not store.exists(CARD_JSON): raise FileNotFoundError(f'{store.path(CARD_JSON)}: not there; run `depthseg stats {dataset}` to compute the statistics')
+    sets = read_json(store, CARD_JSON).get('sets')
+    if not isinstance(sets, dict): raise BadInput(store.path(CARD_JSON), "corrupt card: no table of 'sets'")
     if name not in sets: raise KeyError(f"{dataset} has no image set {name!r}; it has {sorted(sets)}")
-    return sets[name]['mean'], sets[name]['std']
+    mean, std = ((sets[name] or {}).get(k) if isinstance(sets[name], dict) else None for k in ('mean', 'std'))
+    if not all(isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v) for v in (mean, std)):
+        raise BadInput(store.path(CARD_JSON), f'corrupt card: the mean or std of {name!r} is not a list of numbers')
+    return mean, std

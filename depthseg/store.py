@@ -14,11 +14,11 @@ from typing import Iterable, Iterator
 from fastcore.basics import patch
 
 from .core import BadInput, atomic_open, atomic_write, dataset_lock, iter_csv, remove_temporaries, sha256, write_csv
-from .layout import MANIFEST, STAGES, made_after, made_from, row_problem
+from .layout import BG, FG, MANIFEST, STAGES, made_after, made_from, name_problem, row_problem, source_file
 
 # %% auto #0
 __all__ = ['FolderStore', 'beam_module', 'BeamStore', 'open_store', 'read_json', 'lineage', 'remedy', 'check_lineage',
-           'check_dataset', 'check_record', 'clean', 'write_table', 'iter_table', 'iter_manifest']
+           'check_dataset', 'check_outside', 'check_record', 'clean', 'write_table', 'iter_table', 'iter_manifest']
 
 # %% ../nbs/02_store.ipynb #32727699
 class FolderStore:
@@ -183,23 +183,47 @@ def check_lineage(store, stage: str, record: dict | None = None):
     record = read_json(store, STAGES[stage].record) if record is None else record
     if not record or 'made_from' not in record: return
     was, now = record['made_from'], lineage(store, stage)
+    if not (isinstance(was, dict) and all(isinstance(v, str) for v in was.values())):
+        raise BadInput(store.path(STAGES[stage].record), "corrupt record: 'made_from' is not a table of SHA-256 sums")
     if changed := sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k)):
         raise ValueError(f"{store.path(STAGES[stage].record)}: the {stage} were made from other data ({', '.join(changed)} changed since); {remedy(store, stage)}")
 
 # %% ../nbs/02_store.ipynb #4579050e
+def _check_sources(store):
+    "Refuse if a background or foreground changed since the composites were made from it (`composites.json` keeps their SHA-256)."
+    rec, rel = read_json(store, STAGES['composites'].record) or {}, STAGES['composites'].record
+    for key, folder in (('backgrounds', BG), ('foregrounds', FG)):
+        if not isinstance(sums := rec.get(key, {}), dict): raise BadInput(store.path(rel), f'corrupt record: {key!r} is not a table')
+        for id_, digest in sums.items():
+            f = source_file(folder, str(id_))
+            if name_problem(f) or not store.exists(f) or sha256(store.read(f)) != digest:
+                raise ValueError(f"{store.path(f)}: not the file the composites were made from; {remedy(store, 'composites')}")
+
+def _check_orphans(store, stage: str):
+    "Refuse if the main output of `stage` (its first) is there without the stage's record: left by a run nobody can vouch for."
+    rel, main = STAGES[stage].record, STAGES[stage].outputs[0]
+    if STAGES[stage].after and main != rel and not store.exists(rel) and store.has_files(main):
+        raise ValueError(f'{store.path(rel)}: not there, but {stage} made by an earlier run are; {remedy(store, stage)}')
+
 def check_dataset(store, stages=tuple(STAGES)):
-    "Refuse dataset `store` if one of `stages` was made from other data, or its composites were begun and not finished."
-    for stage in stages: check_lineage(store, stage)
-    if store.exists(STAGES['composites'].record) and not store.exists(MANIFEST):
-        raise ValueError(f'{store.path(MANIFEST)}: not there: the composites were begun but not finished; run `depthseg composites {store}` again')
+    "Refuse dataset `store` if one of `stages` left outputs without its record, was made from other data, or is unfinished."
+    for stage in stages: _check_orphans(store, stage); check_lineage(store, stage)
+    if 'composites' in stages and store.exists(STAGES['composites'].record):
+        _check_sources(store)
+        if not store.exists(MANIFEST) or next(iter_table(store, MANIFEST), None) is None:
+            raise ValueError(f'{store.path(MANIFEST)}: missing or empty: the composites were begun but not finished; run `depthseg composites {store}` again')
+
+# %% ../nbs/02_store.ipynb #99b2e9b4
+def check_outside(out, dataset):
+    "Refuse folder `out` for what is made from `dataset` (shards, TFRecords) if it is the dataset or lies inside it."
+    if Path(out).resolve().is_relative_to(Path(dataset).resolve()): raise ValueError(f'{out}: inside the dataset {dataset}; write to a folder of its own')
 
 # %% ../nbs/02_store.ipynb #6ec49c01
 def check_record(store, stage: str, new: dict) -> dict:
     "Write the record of `stage` as `new` with its lineage, or refuse if the record there shows other settings or inputs."
     rel, new = STAGES[stage].record, new | dict(made_from=lineage(store, stage))
     old = read_json(store, rel)
-    if old is None and any(store.has_files(o) for o in STAGES[stage].outputs if o != rel):
-        raise ValueError(f'{store.path(rel)}: not there, but {stage} made by an earlier run are; {remedy(store, stage)}')
+    if old is None: _check_orphans(store, stage)
     if old is not None:
         check_lineage(store, stage, old)
         if changed := ', '.join(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))):
@@ -237,6 +261,9 @@ def iter_table(store, rel: str) -> Iterator[dict]:
 def iter_manifest(store) -> Iterator[dict]:
     "Rows of the `manifest.csv` of `store`, each checked; `BadInput` naming the line of the first that is not one depthseg writes."
     if not store.exists(MANIFEST): raise FileNotFoundError(f'{store.path(MANIFEST)}: not there; run `depthseg composites DATASET` first')
-    for line, row in enumerate(iter_table(store, MANIFEST), 2):
-        if problem := row_problem(row): raise BadInput(f'{store.path(MANIFEST)} line {line}', problem)
-        yield row
+    line = 1
+    try:
+        for line, row in enumerate(iter_table(store, MANIFEST), 2):
+            if problem := row_problem(row): raise BadInput(f'{store.path(MANIFEST)} line {line}', problem)
+            yield row
+    except (csv.Error, UnicodeDecodeError) as e: raise BadInput(f'{store.path(MANIFEST)} line {line + 1}', f'not readable as CSV ({e})') from None

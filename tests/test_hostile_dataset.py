@@ -1,5 +1,5 @@
 "Untrusted records, stale stages, concurrent runs and kill -9: a dataset stays one consistent dataset, and every failure is one line."
-import csv, hashlib, os, shutil, signal, subprocess, sys, time
+import csv, hashlib, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -199,3 +199,35 @@ def test_pack_killed_and_rerun_gives_the_same_shards(composed, tmp_path):
     assert run('pack', composed, clean, '--shard-size', 20_000).returncode == 0
     killed_then_rerun(['pack', composed, out, '--shard-size', 20_000], lambda: out.exists() and len(list(out.glob('*.tar'))) > 2, out)
     assert tree(out) == tree(clean) and not temporaries(composed)
+
+
+def test_a_source_replaced_by_hand_is_caught(composed, tmp_path):
+    write_card(composed, progress=False)
+    bg = composed/'bg'/'bg_001.jpg'; bg.write_bytes((composed/'bg'/'bg_000.jpg').read_bytes())
+    for args in (['stats', composed], ['pack', composed, tmp_path/'p'], ['tfrecord', composed, tmp_path/'t']):
+        one_line_error(run(*args), args[0], 'bg_001.jpg: not the file the composites were made from', f'depthseg clean {composed} composites')
+
+
+def test_composites_without_their_record_are_caught(composed, tiny, tmp_path):
+    (composed/COMPOSITES_RECORD).unlink()
+    for args in (['depth', composed, *depth_args(tiny)], ['stats', composed], ['pack', composed, tmp_path/'p']):
+        one_line_error(run(*args), args[0], f'{COMPOSITES_RECORD}: not there, but composites made by an earlier run are', 'clean')
+
+
+@pytest.mark.parametrize('content, why', [(b'id,bg\n', 'missing or empty'), (b'', 'missing or empty')])
+def test_an_emptied_manifest_is_caught(composed, content, why):
+    (composed/MANIFEST).write_bytes(content)
+    one_line_error(run('stats', composed), 'stats', MANIFEST, why)
+
+
+def test_a_corrupt_lineage_is_one_line(composed):
+    write_card(composed, progress=False)
+    card = json.loads((composed/CARD_JSON).read_text()); card['made_from'] = ['x']; (composed/CARD_JSON).write_text(json.dumps(card))
+    one_line_error(run('pack', composed, composed.parent/'p'), 'pack', CARD_JSON, "'made_from' is not a table")
+
+
+def test_outputs_inside_the_dataset_are_refused(composed):
+    write_card(composed, progress=False)
+    for args in (['pack', composed, composed/'shards'], ['tfrecord', composed, composed]):
+        one_line_error(run(*args), args[0], 'inside the dataset')
+    assert not (composed/'shards').exists()
