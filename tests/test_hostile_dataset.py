@@ -139,13 +139,28 @@ def slow_composites(ds: Path) -> subprocess.Popen:
     return proc
 
 
-def test_a_second_writer_and_a_reader_are_refused_then_wait(sources, tmp_path):
+def holding(ds: Path, stage: str) -> subprocess.Popen:
+    "A process holding the lock of `ds` as a run of `stage` does, until its stdin is closed."
+    code = f"import sys\nfrom depthseg.core import dataset_lock\nwith dataset_lock({str(ds)!r}, {stage!r}):\n    print('held', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == 'held\n'
+    return proc
+
+
+def test_readers_and_writers_are_refused_while_a_stage_runs(composed, tmp_path):
+    before, holder = tree(composed), holding(composed, 'composites')
+    for args in (['composites', composed, '--positions', 1], ['stats', composed], ['depth', composed, '--weights', 'nyu.h5'],
+                 ['pack', composed, tmp_path/'packed'], ['tfrecord', composed, tmp_path/'tfr'], ['clean', composed, 'depth']):
+        one_line_error(run(*args), args[0], 'is using this dataset', f'`depthseg composites` (pid {holder.pid}', '--wait')
+    holder.stdin.close(); holder.wait()
+    assert tree(composed) == before and not (tmp_path/'packed').exists() and not temporaries(composed)
+
+
+def test_two_writers_at_once_give_one_clean_dataset(sources, tmp_path):
     ds, clean = (Path(shutil.copytree(sources, tmp_path/n)) for n in ('dataset', 'clean'))
     assert run('composites', clean, '--positions', 20).returncode == 0
     first = slow_composites(ds)
-    for args in (['composites', ds, '--positions', 20], ['stats', ds], ['depth', ds, '--weights', 'nyu.h5'], ['pack', ds, tmp_path/'packed']):
-        one_line_error(run(*args), args[0], 'is using this dataset', '`depthseg composites` (pid', '--wait')
-    assert not (tmp_path/'packed').exists() or not list((tmp_path/'packed').glob('*.tar'))
+    one_line_error(run('composites', ds, '--positions', 20), 'composites', 'is using this dataset', '`depthseg composites` (pid')
     waited = run('composites', ds, '--positions', 20, '--wait')  # waits for the first, then finds everything made
     assert first.wait() == 0 and waited.returncode == 0, waited.stderr
     assert tree(ds) == tree(clean) and not temporaries(ds)
