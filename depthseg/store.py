@@ -261,9 +261,11 @@ def iter_table(store, rel: str) -> Iterator[dict]:
 def iter_manifest(store) -> Iterator[dict]:
     "Rows of the `manifest.csv` of `store`, each checked; `BadInput` naming the line of the first that is not one depthseg writes."
     if not store.exists(MANIFEST): raise FileNotFoundError(f'{store.path(MANIFEST)}: not there; run `depthseg composites DATASET` first')
-    line = 1
+    line, seen = 1, set()
     try:
         for line, row in enumerate(iter_table(store, MANIFEST), 2):
-            if problem := row_problem(row): raise BadInput(f'{store.path(MANIFEST)} line {line}', problem)
+            if problem := row_problem(row) or (row['id'] in seen and f"{row['id']} comes twice"):
+                raise BadInput(f'{store.path(MANIFEST)} line {line}', problem)
+            seen.add(row['id'])
             yield row
     except (csv.Error, UnicodeDecodeError) as e: raise BadInput(f'{store.path(MANIFEST)} line {line + 1}', f'not readable as CSV ({e})') from None

@@ -105,3 +105,9 @@ def test_stage_notebooks_carry_their_pictures(stem):
 def test_readme_table_is_the_layout():
     from depthseg.layout import folder_table
     assert folder_table() in (ROOT/'README.md').read_text()
+
+
+def test_import_depthseg_reaches_every_module():
+    import depthseg
+    assert sorted(depthseg._MODULES) == sorted(p.stem for p in (ROOT/'depthseg').glob('*.py') if not p.stem.startswith('_'))
+    assert callable(depthseg.data.load) and callable(depthseg.stats.write_card) and 'composites' in dir(depthseg)

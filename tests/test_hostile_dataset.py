@@ -246,3 +246,8 @@ def test_outputs_inside_the_dataset_are_refused(composed):
     for args in (['pack', composed, composed/'shards'], ['tfrecord', composed, composed]):
         one_line_error(run(*args), args[0], 'inside the dataset')
     assert not (composed/'shards').exists()
+
+
+def test_a_repeated_manifest_row_is_named(composed):
+    rows = read_csv(composed/MANIFEST); edit_manifest(composed, 5, **rows[0])
+    one_line_error(run('stats', composed), 'stats', f'{MANIFEST} line 5', f"{rows[0]['id']} comes twice")
