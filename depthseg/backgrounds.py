@@ -10,7 +10,7 @@ import io
 
 from PIL import Image, ImageOps
 
-from .core import MAX_PIXELS, NEAR_BITS, StageReport, prepare_images, to_rgb
+from .core import MAX_PIXELS, NEAR_BITS, BadArgument, StageReport, check_range, prepare_images, to_rgb
 from .layout import BG
 
 # %% auto #0
@@ -42,7 +42,8 @@ def prepare_backgrounds(
     progress:bool=True, # show a progress bar and a summary
 ) -> StageReport:
     "Write every usable photo of folder or zip `src` as `out/bg/bg_NNN.jpg`, `size` x `size` RGB JPEG."
-    if crop not in CROPS: raise ValueError(f'crop must be one of {CROPS}, not {crop!r}')
+    if crop not in CROPS: raise BadArgument(f'crop must be one of {CROPS}, not {crop!r}')
+    check_range(8, size=size); check_range(1, 100, quality=quality)
     def convert(im, name):
         buf = io.BytesIO(); square(im, size, crop).save(buf, 'JPEG', quality=quality)
         return {BG: buf.getvalue()}

@@ -7,6 +7,7 @@ Docs: https://depthseg.github.io/depthseg/cli.html.md"""
 # %% ../nbs/15_cli.ipynb #2517b4ec
 from __future__ import annotations
 import argparse, dataclasses, inspect, os, sys, types, typing
+from pathlib import Path
 
 from fastcore.docments import docments
 
@@ -15,7 +16,7 @@ from . import __version__
 from .backgrounds import prepare_backgrounds
 from .beam import make_beam
 from .composites import CompositesJob, make_composites
-from .core import BadInput, Busy, RejectedInputs, dataset_lock
+from .core import BadArgument, BadInput, Busy, RejectedInputs, check_range, dataset_lock
 from .data import to_tfrecord
 from .depth import NO_WEIGHTS, DepthSpec, make_depth
 from .foregrounds import prepare_foregrounds
@@ -36,6 +37,8 @@ def demo(
     progress:bool=True, # show progress bars and summaries
 ):
     "Build a small dataset from the embedded sample data: backgrounds, foregrounds, masks, composites, depth and its card."
+    check_range(1, positions=positions, workers=workers)
+    if Path(out).exists() and any(Path(out).iterdir()): raise BadArgument(f'{out}: not empty; the demo makes a new dataset folder')
     with dataset_lock(out, 'demo'):  # one lock for every stage
         prepare_backgrounds(sample_dir('backgrounds'), out, progress=progress)
         prepare_foregrounds(sample_dir('foregrounds'), out, progress=progress)
@@ -122,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     try: args = _build_jobs(fn, args)
     except ValueError as e: print(f'depthseg {command}: error: {e}', file=sys.stderr); return 2  # a mistake in the options
     try: result = fn(**args)
+    except BadArgument as e:  # a mistake in the options, found before anything was written
+        if debug: raise
+        print(f'depthseg {command}: error: {e}', file=sys.stderr); return 2
     except (BadInput, RejectedInputs, Busy, OSError, ValueError, ImportError) as e:  # OSError: disk full, read-only, not a folder...
         if debug: raise
         print(f'depthseg {command}: error: {e}', file=sys.stderr); return 1

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 from PIL import Image, ImageOps
 
-from .core import parallel_map, sha256
+from .core import check_range, parallel_map, sha256
 from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, FG, MANIFEST, MANIFEST_FIELDS, MASKS, SETS, bg_file, composite_files,
                              composite_id, fg_files, id_number)
 from .pixels import PixelStats, merge_stats, save_stage_stats, stage_stats
@@ -205,6 +205,7 @@ def make_composites(
     progress:bool=True, # show a progress bar and a summary
 ) -> CompositesReport:
     "Paste every foreground of `dataset` on every background; write composites, masks and `manifest.csv`."
+    check_range(1, backgrounds=backgrounds, foregrounds=foregrounds, workers=workers)
     store = open_store(dataset)
     with store.hold('composites', wait):
         plan = plan_composites(store, job, backgrounds, foregrounds)

@@ -24,7 +24,7 @@ from .layout import LOCK, STAGES, made_from, rejects_table, source_file, source_
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'RAW_PER_BYTE', 'IMAGE_SIGNATURES', 'NEAR_BITS', 'BadInput', 'iter_sources', 'decode_image',
            'has_alpha', 'to_rgb', 'to_rgba', 'atomic_path', 'atomic_open', 'atomic_write', 'remove_temporaries', 'Busy',
            'dataset_lock', 'write_csv', 'iter_csv', 'read_csv', 'sha256', 'file_sha256', 'parallel_map', 'phash',
-           'hash_distance', 'RejectedInputs', 'StageReport', 'prepare_images']
+           'hash_distance', 'RejectedInputs', 'BadArgument', 'check_range', 'StageReport', 'prepare_images']
 
 # %% ../nbs/01_core.ipynb #9e3434ac
 class BadInput(ValueError):
@@ -283,6 +283,17 @@ def hash_distance(a: str, b: str) -> int:
 class RejectedInputs(Exception):
     "Raised by a strict run that refused some inputs; nothing was written."
 
+class BadArgument(ValueError):
+    "A value a function cannot take, found before anything is read or written (the command line exits 2)."
+
+def check_range(low, high=None, **values):
+    "Raise `BadArgument` for the first of `values` (name=value; None passes) outside `low`..`high`."
+    for name, v in values.items():
+        if v is not None and not (low <= v and (high is None or v <= high)):
+            raise BadArgument(f"{name.replace('_', '-')} must be {f'between {low} and {high}' if high is not None else f'at least {low}'}, not {v}")
+
+
+
 # %% ../nbs/01_core.ipynb #9445dd42
 @dataclass
 class StageReport:
@@ -310,7 +321,7 @@ def _check_apart(src: Path, out: Path, stage: str):
     "Refuse `src` and dataset `out` if one holds the other's files."
     src, out = src.resolve(), out.resolve()
     if out.is_relative_to(src) or any(src.is_relative_to(out/o) for o in STAGES[stage].outputs):
-        raise BadInput(src, f'the dataset folder {out} and the source overlap: a run would read its own outputs back; keep them apart')
+        raise BadArgument(f'{src}: the dataset folder {out} and the source overlap: a run would read its own outputs back; keep them apart')
 
 # %% ../nbs/01_core.ipynb #f8c9fe91
 def _read_inputs(src, convert: Callable, min_side: int, max_pixels: int, near_bits: int, drop_near: bool, progress: bool, desc: str):
@@ -352,6 +363,7 @@ def _write_outputs(out: Path, stage: str, kind: str, ids: list[str], kept: list)
 def prepare_images(stage: str, src, out, convert: Callable, min_side=32, max_pixels=MAX_PIXELS, strict=False,
                    near_bits=NEAR_BITS, drop_near_duplicates=False, wait=False, progress=True) -> StageReport:
     "Run `convert(image, name) -> {folder: bytes}` on each image of `src`; write outputs and tables of `stage` ('bg' or 'fg') under `out`."
+    check_range(1, min_side=min_side, max_pixels=max_pixels); check_range(0, 64, near_bits=near_bits)
     src, out, name = Path(src), Path(out), _STAGE[sources_table(stage)]
     _check_apart(src, out, name)
     kept, rejects, near = _read_inputs(src, convert, min_side, max_pixels, near_bits, drop_near_duplicates, progress, stage)

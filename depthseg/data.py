@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .core import BadInput, atomic_path, atomic_write, dataset_lock, file_sha256, read_csv, remove_temporaries
+from .core import BadInput, atomic_path, check_range, atomic_write, dataset_lock, file_sha256, read_csv, remove_temporaries
 from .layout import (BG, CARD_JSON, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, TABLES, TFRECORD_SCHEMA,
                              bg_file, composite_files, depth_files, fg_files, sources_table, made_after, tfrecord_name)
 from .pack import check_members, read_index
@@ -308,7 +308,7 @@ def to_tfrecord(
     progress:bool=True, # show a progress bar
 ) -> list[Path]:
     "Write every composite of `dataset` as a `tf.train.Example` in self-contained TFRecord shards in `out`, with `schema.json`."
-    if examples_per_shard < 1: raise ValueError(f'examples per shard must be at least 1, not {examples_per_shard}')
+    check_range(1, examples_per_shard=examples_per_shard)
     dataset, out, store = Path(dataset), Path(out), FolderStore(dataset)
     check_outside(out, dataset)
     with store.hold('tfrecord', wait):

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .core import atomic_open, file_sha256
+from .core import atomic_open, check_range, file_sha256
 from .layout import COMPOSITES, DEPTH, DEPTH16, DEPTH_RECORD, MANIFEST, depth_files
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
 from .store import check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json
@@ -317,6 +317,7 @@ def make_depth(
     progress:bool=True, # show a progress bar and a summary
 ) -> dict:
     "Write a depth map for every composite of `dataset`, with one global scale; return the record."
+    check_range(1, limit=limit)
     store = open_store(dataset)
     with store.hold('depth', wait):
         check_dataset(store, ('composites',))  # finished, and made from the sources there

@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .core import MAX_PIXELS, NEAR_BITS, BadInput, StageReport, has_alpha, prepare_images, to_rgba
+from .core import MAX_PIXELS, NEAR_BITS, BadInput, StageReport, check_range, has_alpha, prepare_images, to_rgba
 from .layout import FG, FG_MASK
 
 # %% auto #0
@@ -55,6 +55,7 @@ def prepare_foregrounds(
     progress:bool=True, # show a progress bar and a summary
 ) -> StageReport:
     "Write every usable cut-out of folder or zip `src` as `out/fg/fg_NNN.png` with its mask `out/fg_mask/fg_mask_NNN.png`."
+    check_range(8, height=height, max_width=max_width); check_range(0, 254, threshold=threshold)
     def convert(im, name):
         fg, mask = cut_out(im, name, height, max_width, threshold)
         return {FG: _png(fg), FG_MASK: _png(mask)}

@@ -14,8 +14,8 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from .core import (MAX_BYTES, BadInput, atomic_open, atomic_write, dataset_lock, file_sha256, parallel_map,
-                           remove_temporaries, sha256)
+from .core import (MAX_BYTES, BadArgument, BadInput, atomic_open, atomic_write, check_range, dataset_lock, file_sha256,
+                           parallel_map, remove_temporaries, sha256)
 from .store import FolderStore, check_dataset, check_outside
 from .layout import CARD_JSON, CARD_MD, LOCK, PULL_STATE, SHARD_INDEX, SHARD_NAMES, STAGES, name_problem, shard_name
 
@@ -80,7 +80,8 @@ def pack(
     "Write the files of `dataset` into tar shards of about `shard_size` bytes in `out`, with `index.json` (files, sizes, SHA-256)."
     dataset, out = Path(dataset), Path(out)
     if not dataset.is_dir(): raise FileNotFoundError(f'{dataset}: no such dataset folder')
-    if not SHARD_NAMES[0].fullmatch(shard_name(name, 0)): raise ValueError(f'{name!r}: shard names take letters, digits, _ . and -')
+    if not SHARD_NAMES[0].fullmatch(shard_name(name, 0)): raise BadArgument(f'{name!r}: shard names take letters, digits, _ . and -')
+    check_range(1, shard_size=shard_size)
     check_outside(out, dataset)
     with dataset_lock(dataset, 'pack', wait):
         check_dataset(FolderStore(dataset))  # one consistent, finished dataset
@@ -398,6 +399,7 @@ def pull(
     progress:bool=True, # show progress and a summary
 ) -> PullReport:
     "Fetch, check and extract the shards of `source` into `dest`; report missing or damaged shards by name."
+    check_range(1, workers=workers)
     dest = Path(dest)
     with dataset_lock(dest, 'pull', wait):
         index, get = _source(str(source), progress)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .composites import CompositesJob
-from .core import BadInput, atomic_path, atomic_write, parallel_map
+from .core import BadInput, atomic_path, check_range, atomic_write, parallel_map
 from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG,
                              FG_ALPHA, FG_MASK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file, depth_files, fg_files, made_after)
 from .pixels import LEVELS, PixelStats, merge_stats, stage_stats
@@ -159,6 +159,7 @@ def write_card(
     progress:bool=True, # show a progress bar and where the card is
 ) -> dict:
     "Compute every set's statistics and write `dataset.json`, `DATASET.md` and the pictures in `card/`."
+    check_range(1, workers=workers)
     dataset = Path(dataset); store = FolderStore(dataset)
     with store.hold('stats', wait):
         check_dataset(store, made_after('stats'))  # the card describes one consistent dataset

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from fastcore.basics import patch
 
-from .core import BadInput, atomic_open, atomic_write, dataset_lock, iter_csv, remove_temporaries, sha256, write_csv
+from .core import BadArgument, BadInput, atomic_open, atomic_write, dataset_lock, iter_csv, remove_temporaries, sha256, write_csv
 from .layout import BG, FG, MANIFEST, STAGES, made_after, made_from, name_problem, row_problem, source_file
 
 # %% auto #0
@@ -239,7 +239,7 @@ def clean(
     progress:bool=True, # say what was removed
 ) -> list[str]:
     "Remove `stage` of `dataset` and every stage made from it; return what was removed."
-    if stage not in STAGES: raise ValueError(f'stage must be one of {list(STAGES)}, not {stage!r}')
+    if stage not in STAGES: raise BadArgument(f'stage must be one of {list(STAGES)}, not {stage!r}')
     ds, removed = open_store(dataset), []
     with ds.hold('clean', wait):
         for rel in (o for s in made_from(stage) for o in STAGES[s].outputs):

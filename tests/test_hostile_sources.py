@@ -7,7 +7,7 @@ from PIL import Image
 
 from depthseg.backgrounds import prepare_backgrounds
 from depthseg.composites import CompositesJob, make_composites
-from depthseg.core import BadInput, Busy, read_csv
+from depthseg.core import BadArgument, BadInput, Busy, read_csv
 from depthseg.foregrounds import prepare_foregrounds
 from depthseg.layout import BG, STAGES, rejects_table, sources_table
 from depthseg.samples import sample_dir
@@ -167,10 +167,10 @@ def test_source_and_dataset_must_not_overlap(tmp_path, where):
     src = copy_rooms(tmp_path/('ds/bg/new' if where == 'src in bg' else 'photos'), 2)
     out = {'same': src, 'out inside': src/'ds', 'src in bg': tmp_path/'ds'}[where]
     before = tree(tmp_path)
-    with pytest.raises(BadInput, match='read its own outputs back'): prepare_backgrounds(src, out, progress=False)
+    with pytest.raises(BadArgument, match='read its own outputs back'): prepare_backgrounds(src, out, progress=False)
     assert tree(tmp_path) == before
     r = depthseg('backgrounds', src, out)
-    assert r.returncode == 1 and 'read its own outputs back' in r.stderr and tree(tmp_path) == before
+    assert r.returncode == 2 and 'read its own outputs back' in r.stderr and tree(tmp_path) == before  # a mistake in the options
 
 
 def test_sources_under_composites_are_not_replaced(dataset):

@@ -1,0 +1,45 @@
+"Mistakes on the command line: one line naming the subcommand and the problem, exit 2, no traceback, nothing written."
+import subprocess, sys
+
+import pytest
+
+from depthseg.samples import sample_dir
+
+BG, FG = sample_dir('backgrounds'), sample_dir('foregrounds')
+MISTAKES = [  # (arguments, with DS an existing dataset folder and NEW one that must not appear; what the message says)
+    (['backgrounds', BG, 'NEW', '--quality', '0'], 'quality must be between 1 and 100, not 0'),
+    (['backgrounds', BG, 'NEW', '--size', '-3'], 'size must be at least 8, not -3'),
+    (['backgrounds', BG, 'NEW', '--crop', 'square'], 'crop must be one of'),
+    (['backgrounds', BG, 'NEW', '--near-bits', '65'], 'near-bits must be between 0 and 64'),
+    (['backgrounds', BG, BG/'out'], 'the source overlap'),
+    (['foregrounds', FG, 'NEW', '--threshold', '300'], 'threshold must be between 0 and 254, not 300'),
+    (['foregrounds', FG, 'NEW', '--height', '0'], 'height must be at least 8, not 0'),
+    (['composites', 'DS', '--positions', '0'], 'positions must be at least 1, not 0'),
+    (['composites', 'DS', '--positions', '-3'], 'positions must be at least 1, not -3'),
+    (['composites', 'DS', '--quality', '101'], 'quality must be between 1 and 100'),
+    (['composites', 'DS', '--backgrounds', '-1'], 'backgrounds must be at least 1, not -1'),
+    (['composites', 'DS', '--workers', '0'], 'workers must be at least 1, not 0'),
+    (['depth', 'DS', '--resolution', '224,224'], 'resolution must be HxW'),
+    (['depth', 'DS', '--batch-size', '0'], 'batch size must be at least 1'),
+    (['depth', 'DS', '--limit', '0'], 'limit must be at least 1, not 0'),
+    (['stats', 'DS', '--workers', '0'], 'workers must be at least 1'),
+    (['pack', 'DS', 'NEW', '--shard-size', '0'], 'shard-size must be at least 1, not 0'),
+    (['pack', 'DS', 'NEW', '--name', '../x'], 'shard names take letters'),
+    (['pull', 'DS', 'NEW', '--workers', '0'], 'workers must be at least 1'),
+    (['tfrecord', 'DS', 'NEW', '--examples-per-shard', '0'], 'examples-per-shard must be at least 1, not 0'),
+    (['clean', 'DS', 'everything'], 'stage must be one of'),
+    (['demo', 'DS'], 'not empty'),
+    (['demo', 'NEW', '--positions', '0'], 'positions must be at least 1'),
+]
+
+
+@pytest.mark.parametrize('args, says', MISTAKES, ids=[' '.join(map(str, a[:1] + a[2:])) for a, _ in MISTAKES])
+def test_a_mistake_is_one_line_and_exit_2(args, says, tmp_path):
+    ds = tmp_path/'ds'; ds.mkdir(); (ds/'keep.txt').write_text('kept')
+    args = [str({'DS': ds, 'NEW': tmp_path/'new'}.get(a, a)) for a in args]
+    before = sorted(p for p in tmp_path.rglob('*'))
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli', *args], capture_output=True, text=True)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+    assert lines[-1].startswith(f'depthseg {args[0]}: error: ') and says in lines[-1], r.stderr
+    assert sorted(p for p in tmp_path.rglob('*')) == before and not (BG/'out').exists()  # nothing written
