@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .core import BadInput, atomic_path, check_range, atomic_write, dataset_lock, file_sha256, read_csv, remove_temporaries
+from .core import BadArgument, BadInput, atomic_path, check_range, atomic_write, dataset_lock, file_sha256, read_csv, remove_temporaries
 from .layout import (BG, CARD_JSON, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, TABLES, TFRECORD_SCHEMA,
                              bg_file, composite_files, depth_files, fg_files, sources_table, made_after, tfrecord_name)
 from .pack import check_members, read_index
@@ -25,7 +25,7 @@ from .store import FolderStore, check_dataset, check_outside, iter_manifest, lin
 
 # %% auto #0
 __all__ = ['SPLITS', 'FEATURES', 'TFRECORD_FORMAT', 'READERS', 'assign_splits', 'split_sources', 'Feature', 'example_files',
-           'Opened', 'compose_tf', 'to_tfrecord', 'read_tfrecords', 'load']
+           'Opened', 'compose_tf', 'to_tfrecord', 'read_tfrecords', 'denormalize', 'load']
 
 # %% ../nbs/12_data.ipynb #79720530
 SPLITS = ('train', 'val', 'test')
@@ -375,6 +375,21 @@ def _tfrecord(path: Path, depth: bool) -> Opened:
 READERS = {'folder': _folder, 'shards': _shards, 'on_the_fly': _on_the_fly, 'tfrecord': _tfrecord}
 
 # %% ../nbs/12_data.ipynb #0e104bd8
+def _check_features(names, depth: bool):
+    "Raise `BadArgument` unless `names` (one or several) are features `load` gives."
+    known = [f.name for f in _included(depth) if f.kind != 'int']
+    if bad := [n for n in ([names] if isinstance(names, str) else names) if n not in known]: raise BadArgument(f'{bad[0]!r} is no feature; choose from {known}')
+
+def _pick(ex: dict, names):
+    "Feature `names` of example `ex`: one tensor, or a dict of several."
+    return ex[names] if isinstance(names, str) else {n: ex[n] for n in names}
+
+def denormalize(x, path, name: str = COMPOSITES, source: str = 'folder') -> np.ndarray:
+    "Images `x` normalised by `load` back on the [0, 1] scale, with the mean and std of image set `name` of the dataset at `path`."
+    mean, std = _norm(READERS[source](Path(path), False).figures, name)
+    return np.asarray(x) * std + mean
+
+# %% ../nbs/12_data.ipynb #fb4cc1b6
 def load(
     path, # dataset folder (with `manifest.csv`), or the folder of tar or TFRecord shards
     split:str='train', # 'train', 'val', 'test' or 'all'
@@ -387,9 +402,12 @@ def load(
     normalize:bool=True, # scale `bg` and `image` with the dataset's mean and std
     depth:bool=True, # include the depth maps
     source:str='folder', # a key of `READERS`: 'folder', 'shards' (packed, read in place), 'on_the_fly' (rebuilt from the manifest), 'tfrecord'
+    targets:str|tuple|None=None, # give `(inputs, targets)` pairs for `model.fit`: a feature ('mask') or several (('mask', 'depth'), as a dict)
+    inputs:str|tuple='image', # with `targets`: the input feature, or several (('bg', 'image'), as a dict)
 ):
-    "A `tf.data.Dataset` of dicts (`bg`, `image`, `mask`, `depth`, ids) for `split` of a depthseg dataset."
+    "A `tf.data.Dataset` of dicts (`bg`, `image`, `mask`, `depth`, ids), or of `(inputs, targets)` pairs, for `split` of a depthseg dataset."
     import tensorflow as tf
+    if targets is not None: _check_features(inputs, depth); _check_features(targets, depth)
     if source not in READERS: raise ValueError(f'source must be one of {list(READERS)}, not {source!r}')
     if split != 'all' and split not in SPLITS: raise ValueError(f'split must be one of {SPLITS} or "all", not {split!r}')
     opened = READERS[source](Path(path), depth)
@@ -398,4 +416,5 @@ def load(
     if split == 'train' if shuffle is None else shuffle: examples = examples.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
     if read: examples = examples.map(read, num_parallel_calls=tf.data.AUTOTUNE)
     examples = examples.map(_decoder(opened.figures if normalize else None, size, depth), num_parallel_calls=tf.data.AUTOTUNE)
+    if targets is not None: examples = examples.map(lambda ex: (_pick(ex, inputs), _pick(ex, targets)), num_parallel_calls=tf.data.AUTOTUNE)
     return (examples.batch(batch_size) if batch_size else examples).prefetch(tf.data.AUTOTUNE)

@@ -64,8 +64,7 @@ def test_keras_fit_one_epoch(demo_ds):
     model = keras.Model([bg, image], {'mask': keras.layers.Conv2D(1, 1, activation='sigmoid', name='mask')(x),
                                        'depth': keras.layers.Conv2D(1, 1, name='depth')(x)})
     model.compile('adam', loss={'mask': 'binary_crossentropy', 'depth': 'mae'})
-    train = load(demo_ds, 'train', batch_size=16, size=(64, 64)).map(
-        lambda ex: ({'bg': ex['bg'], 'image': ex['image']}, {'mask': ex['mask'], 'depth': ex['depth']}))
+    train = load(demo_ds, 'train', batch_size=16, size=(64, 64), inputs=('bg', 'image'), targets=('mask', 'depth'))
     history = model.fit(train, epochs=1, verbose=0, shuffle=False)  # the dataset shuffles itself
     assert np.isfinite(history.history['loss'][0])
 
