@@ -125,12 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     try: args = _build_jobs(fn, args)
     except ValueError as e: print(f'depthseg {command}: error: {e}', file=sys.stderr); return 2  # a mistake in the options
     try: result = fn(**args)
-    except BadArgument as e:  # a mistake in the options, found before anything was written
-        if debug: raise
-        print(f'depthseg {command}: error: {e}', file=sys.stderr); return 2
     except (BadInput, RejectedInputs, Busy, OSError, ValueError, ImportError) as e:  # OSError: disk full, read-only, not a folder...
         if debug: raise
-        print(f'depthseg {command}: error: {e}', file=sys.stderr); return 1
+        print(f'depthseg {command}: error: {e}', file=sys.stderr)
+        return 2 if isinstance(e, BadArgument) else 1  # BadArgument: a mistake in the options, found before anything was written
     if getattr(result, 'ok', True): return 0
     print(f'depthseg {command}: error: {str(result).splitlines()[0]}', file=sys.stderr); return 1  # e.g. a pull with damaged shards
 

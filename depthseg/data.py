@@ -15,13 +15,13 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .core import BadArgument, BadInput, atomic_path, check_range, atomic_write, dataset_lock, file_sha256, read_csv, remove_temporaries
-from .layout import (BG, CARD_JSON, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, TABLES, TFRECORD_SCHEMA,
-                             bg_file, composite_files, depth_files, fg_files, sources_table, made_after, tfrecord_name)
+from .core import BadArgument, BadInput, atomic_path, atomic_write, check_range, dataset_lock, read_csv, remove_temporaries
+from .layout import (BG, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, STAGES, TABLES,
+                             TFRECORD_SCHEMA, bg_file, composite_files, depth_files, fg_files, made_after, sources_table, tfrecord_name)
 from .pack import check_members, read_index
 from .pixels import decode_jpeg
 from .stats import normalization
-from .store import FolderStore, check_dataset, check_outside, iter_manifest, lineage, read_json
+from .store import FolderStore, check_dataset, check_outside, iter_manifest, read_json, record_sums
 
 # %% auto #0
 __all__ = ['SPLITS', 'FEATURES', 'TFRECORD_FORMAT', 'READERS', 'assign_splits', 'split_sources', 'Feature', 'example_files',
@@ -297,7 +297,7 @@ def _schema(dataset: Path, rows: list[dict], depth: bool, shards: list[str]) -> 
                 features=[_describe(f, rows[0] if rows else None) for f in features],
                 sources={k: [dict(id=r['id'], sha256=r['sha256']) for r in v] for k, v in _tables(dataset)[0].items()},
                 normalization=_card_figures(dataset, features),  # first: a clear error without a card
-                made_from=lineage(FolderStore(dataset), 'stats') | {CARD_JSON: file_sha256(dataset/CARD_JSON)})
+                made_from=record_sums(FolderStore(dataset), STAGES))  # every record, the card's included
 
 # %% ../nbs/12_data.ipynb #dae5f2f0
 def to_tfrecord(

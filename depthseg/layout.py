@@ -15,7 +15,8 @@ __all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'COMPOSITES', 'MASKS', 'DEPTH', 
            'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA',
            'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids', 'id_number', 'source_file', 'bg_file', 'fg_files',
            'sources_table', 'rejects_table', 'composite_id', 'composite_files', 'depth_files', 'ImageSet', 'shard_name',
-           'tfrecord_name', 'Stage', 'made_after', 'made_from', 'name_problem', 'row_problem', 'folder_table']
+           'tfrecord_name', 'Stage', 'made_after', 'made_from', 'escapes', 'name_problem', 'row_problem',
+           'folder_table']
 
 # %% ../nbs/00_layout.ipynb #1126ea09
 BG, FG, FG_MASK = 'bg', 'fg', 'fg_mask'  # folders (and id prefixes) of backgrounds, foregrounds and their masks
@@ -147,11 +148,16 @@ _FILES = re.compile('|'.join([
     *map(re.escape, [MANIFEST, COMPOSITES_RECORD, DEPTH_RECORD, STAGE_STATS, CARD_JSON, CARD_MD, *CARD_PICTURES.values(),
                      *(t(k) for t in (sources_table, rejects_table) for k in (BG, FG))])]))
 
+def escapes(path: str) -> str | None:
+    "How `path` could reach outside the folder it is taken in, or None: absolute, or climbing out with `..` (with / or \\)."
+    if path.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', path): return 'is an absolute path'
+    if '..' in re.split(r'[/\\]', path): return "climbs out of the dataset with '..'"
+    return None
+
 def name_problem(rel: str) -> str | None:
     "Why `rel` cannot be the path of a file of a dataset, or None if it can."
     if not isinstance(rel, str) or not rel: return f'{rel!r} is not a file name'
-    if rel.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', rel): return f'{rel!r} is an absolute path'
-    if '..' in re.split(r'[/\\]', rel): return f"{rel!r} climbs out of the dataset with '..'"
+    if way_out := escapes(rel): return f'{rel!r} {way_out}'
     m = _FILES.fullmatch(rel)
     if not m: return f'{rel!r} is no file of a depthseg dataset'
     if len(bgs := {g for g in m.groups() if g}) > 1: return f'{rel!r} lies in the folder of another background'

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from .core import (MAX_BYTES, BadArgument, BadInput, atomic_open, atomic_write, check_range, dataset_lock, file_sha256,
                            parallel_map, remove_temporaries, sha256)
-from .store import FolderStore, check_dataset, check_outside
-from .layout import CARD_JSON, CARD_MD, LOCK, PULL_STATE, SHARD_INDEX, SHARD_NAMES, STAGES, name_problem, shard_name
+from .store import FolderStore, check_dataset, check_outside, record_sums
+from .layout import CARD_JSON, CARD_MD, LOCK, PULL_STATE, SHARD_INDEX, SHARD_NAMES, STAGES, escapes, name_problem, shard_name
 
 # %% auto #0
 __all__ = ['INDEX', 'INDEX_FORMAT', 'CARD_FILES', 'TIMEOUT', 'WAITS', 'DRIVE_ID', 'plan_shards', 'pack', 'read_index', 'push',
@@ -63,11 +63,6 @@ def _write_shard(dataset: Path, path: Path, group: list[tuple[str, int]], bar) -
                 bar.update(size)
     return dict(name=path.name, bytes=h.size, sha256=h.sha.hexdigest(), files=[m for m, _ in group], sizes=[s for _, s in group])
 
-# %% ../nbs/11_pack.ipynb #3234616d
-def _made_from(dataset: Path) -> dict[str, str]:
-    "SHA-256 of each stage record `dataset` holds."
-    return {r: file_sha256(dataset/r) for r in sorted({s.record for s in STAGES.values()}) if (dataset/r).exists()}
-
 # %% ../nbs/11_pack.ipynb #f25a9c7d
 def pack(
     dataset, # dataset folder to pack
@@ -91,7 +86,7 @@ def pack(
             if not files: raise BadInput(dataset, 'no file of a depthseg dataset to pack')
             with tqdm(total=sum(s for _, s in files), unit='B', unit_scale=True, desc='pack', disable=not progress) as bar:
                 shards = [_write_shard(dataset, out/shard_name(name, i), g, bar) for i, g in enumerate(plan_shards(files, shard_size))]
-            index = dict(format=INDEX_FORMAT, dataset=dataset.name, files=len(files), made_from=_made_from(dataset), shards=shards)
+            index = dict(format=INDEX_FORMAT, dataset=dataset.name, files=len(files), made_from=record_sums(FolderStore(dataset), STAGES), shards=shards)
             for card in CARD_FILES:
                 if (dataset/card).exists(): atomic_write(out/card, (dataset/card).read_bytes())
             atomic_write(out/INDEX, json.dumps(index, indent=1).encode())
@@ -200,8 +195,7 @@ def push(
 # %% ../nbs/11_pack.ipynb #f5f39462
 def _member_problem(m: tarfile.TarInfo, sizes: dict, seen: set) -> str | None:
     "What is wrong with member `m` of a shard that holds the files of `sizes` (name -> bytes), after the members `seen`; None if nothing."
-    if m.name.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', m.name): return 'has an absolute path'
-    if '..' in re.split(r'[/\\]', m.name): return "climbs out with '..'"
+    if way_out := escapes(m.name): return way_out
     if m.issym() or m.islnk(): return 'is a link'
     if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE): return 'is a folder, a device or a special file'
     if m.name not in sizes: return 'is not in the index'

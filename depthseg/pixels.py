@@ -14,9 +14,9 @@ from typing import Iterable
 import numpy as np
 from fastcore.basics import patch
 
-from .core import BadInput, sha256
+from .core import BadInput
 from .layout import MANIFEST, STAGE_STATS, STAGES
-from .store import iter_table, open_store, read_json
+from .store import iter_table, open_store, read_json, record_sums
 
 # %% auto #0
 __all__ = ['LEVELS', 'PixelStats', 'merge_stats', 'decode_jpeg', 'save_stage_stats', 'stage_stats']
@@ -105,8 +105,7 @@ def decode_jpeg(data):
 
 # %% ../nbs/03_pixels.ipynb #278aa0fb
 def _record_sha(store, stage) -> str | None:
-    rel = STAGES[stage].record if stage in STAGES else None
-    return sha256(store.read(rel)) if rel and store.exists(rel) else None
+    return record_sums(store, [stage]).get(STAGES[stage].record) if stage in STAGES else None
 
 def save_stage_stats(dataset, stats: dict[str, PixelStats], stage: str):
     "Record statistics `stage` gathered while it held the pixels in `dataset` (a folder or a store), beside those other stages recorded."

@@ -17,8 +17,9 @@ from .core import BadArgument, BadInput, atomic_open, atomic_write, dataset_lock
 from .layout import BG, FG, MANIFEST, STAGES, made_after, made_from, name_problem, row_problem, source_file
 
 # %% auto #0
-__all__ = ['FolderStore', 'beam_module', 'BeamStore', 'open_store', 'read_json', 'lineage', 'remedy', 'check_lineage',
-           'check_dataset', 'check_outside', 'check_record', 'clean', 'write_table', 'iter_table', 'iter_manifest']
+__all__ = ['FolderStore', 'beam_module', 'BeamStore', 'open_store', 'read_json', 'record_sums', 'lineage', 'remedy',
+           'check_lineage', 'check_dataset', 'check_outside', 'check_record', 'clean', 'write_table', 'iter_table',
+           'iter_manifest']
 
 # %% ../nbs/02_store.ipynb #32727699
 class FolderStore:
@@ -168,10 +169,18 @@ def read_json(store, rel: str) -> dict | None:
     return out
 
 # %% ../nbs/02_store.ipynb #0f8d0ea4
+def record_sums(store, stages) -> dict[str, str]:
+    "SHA-256 of the record of each of `stages` that has one, by record name."
+    records = [STAGES[s].record for s in stages]
+    return {r: sha256(store.read(r)) for r in records if store.exists(r)}
+
 def lineage(store, stage: str) -> dict[str, str]:
     "SHA-256 of the record of each stage `stage` is made from, where there is one."
-    records = [STAGES[s].record for s in made_after(stage)]
-    return {r: sha256(store.read(r)) for r in records if store.exists(r)}
+    return record_sums(store, made_after(stage))
+
+def _changed(old: dict, new: dict) -> list[str]:
+    "The keys whose values differ between `old` and `new`, sorted."
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 def remedy(store, stage: str) -> str:
     "How to make `stage` of `store` again."
@@ -185,7 +194,7 @@ def check_lineage(store, stage: str, record: dict | None = None):
     was, now = record['made_from'], lineage(store, stage)
     if not (isinstance(was, dict) and all(isinstance(v, str) for v in was.values())):
         raise BadInput(store.path(STAGES[stage].record), "corrupt record: 'made_from' is not a table of SHA-256 sums")
-    if changed := sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k)):
+    if changed := _changed(was, now):
         raise ValueError(f"{store.path(STAGES[stage].record)}: the {stage} were made from other data ({', '.join(changed)} changed since); {remedy(store, stage)}")
 
 # %% ../nbs/02_store.ipynb #4579050e
@@ -223,12 +232,12 @@ def check_record(store, stage: str, new: dict) -> dict:
     "Write the record of `stage` as `new` with its lineage, or refuse if the record there shows other settings or inputs."
     rel, new = STAGES[stage].record, new | dict(made_from=lineage(store, stage))
     old = read_json(store, rel)
-    if old is None: _check_orphans(store, stage)
-    if old is not None:
-        check_lineage(store, stage, old)
-        if changed := ', '.join(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))):
-            raise ValueError(f'{store.path(rel)}: the {stage} there were made with other parameters ({changed} changed); {remedy(store, stage)}')
-    else: store.write(rel, json.dumps(new, indent=1).encode())
+    if old is None:
+        _check_orphans(store, stage); store.write(rel, json.dumps(new, indent=1).encode())
+        return new
+    check_lineage(store, stage, old)
+    if changed := _changed(old, new):
+        raise ValueError(f"{store.path(rel)}: the {stage} there were made with other parameters ({', '.join(changed)} changed); {remedy(store, stage)}")
     return new
 
 # %% ../nbs/02_store.ipynb #8350b709
