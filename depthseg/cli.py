@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/cli.html.md"""
 
 # %% ../nbs/15_cli.ipynb #2517b4ec
 from __future__ import annotations
-import argparse, dataclasses, inspect, os, sys, types, typing
+import argparse, contextlib, dataclasses, inspect, os, sys, types, typing
 from pathlib import Path
 
 from fastcore.docments import docments
@@ -26,7 +26,7 @@ from .stats import write_card
 from .store import clean
 
 # %% auto #0
-__all__ = ['COMMANDS', 'demo', 'add_command', 'parser', 'main']
+__all__ = ['COMMANDS', 'demo', 'add_command', 'parser', 'native_stderr_muted', 'main']
 
 # %% ../nbs/15_cli.ipynb #d8076719
 def demo(
@@ -113,18 +113,35 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 # %% ../nbs/15_cli.ipynb #7fb542ff
+@contextlib.contextmanager
+def native_stderr_muted():
+    "Send what native code writes to file descriptor 2 nowhere, keeping Python's `sys.stderr` on the terminal, while the block runs."
+    try: own = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError): own = False  # captured: not the process's stderr
+    if not own: yield; return
+    sys.stderr.flush()
+    terminal, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2); os.close(null)
+    python, sys.stderr = sys.stderr, open(terminal, 'w', buffering=1, encoding=sys.stderr.encoding, errors='backslashreplace', closefd=False)
+    try: yield
+    finally:
+        sys.stderr.flush(); sys.stderr = python
+        os.dup2(terminal, 2); os.close(terminal)
+
+# %% ../nbs/15_cli.ipynb #888255ef
 def main(argv: list[str] | None = None) -> int:
     "Run `depthseg` with `argv` (default: the command line); return the exit code."
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, rest = (argv[:argv.index('--')], argv[argv.index('--') + 1:]) if '--' in argv else (argv, [])
     args = vars(parser().parse_args(argv))
     fn, command, debug = args.pop('fn'), args.pop('command'), args.pop('debug')
-    if not args.pop('verbose'): os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # before TensorFlow is imported
+    if not (verbose := args.pop('verbose')): os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # quiets its later log lines
     if 'pipeline_args' in inspect.signature(fn).parameters: args['pipeline_args'] = rest
     elif rest: print(f"depthseg {command}: error: it takes nothing after '--'", file=sys.stderr); return 2
     try: args = _build_jobs(fn, args)
     except ValueError as e: print(f'depthseg {command}: error: {e}', file=sys.stderr); return 2  # a mistake in the options
-    try: result = fn(**args)
+    try:
+        with contextlib.nullcontext() if verbose else native_stderr_muted(): result = fn(**args)
     except (BadInput, RejectedInputs, Busy, OSError, ValueError, ImportError) as e:  # OSError: disk full, read-only, not a folder...
         if debug: raise
         print(f'depthseg {command}: error: {e}', file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, NamedTuple
 import numpy as np
 from PIL import Image, ImageOps
 
-from .core import check_range, parallel_map, sha256
+from .core import BadArgument, check_range, parallel_map, sha256
 from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, FG, MANIFEST, MANIFEST_FIELDS, MASKS, SETS, bg_file, composite_files,
                              composite_id, fg_files, id_number)
 from .pixels import PixelStats, merge_stats, save_stage_stats, stage_stats
@@ -107,7 +107,7 @@ STAGE_COMMANDS = {BG: 'backgrounds', FG: 'foregrounds'}  # the command that make
 def read_sources(store, kind: str, limit: int | None = None) -> dict[str, Source]:
     "The first `limit` sources of `kind` ('bg' or 'fg') in `store`, described."
     files = store.list(SETS[kind].folder, SETS[kind].pattern)[:limit]
-    if not files: raise FileNotFoundError(f'{store.path(SETS[kind].folder)}: no {SETS[kind].pattern} files; run `depthseg {STAGE_COMMANDS[kind]} SRC DATASET` first')
+    if not files: raise BadArgument(f'{store.path(SETS[kind].folder)}: no {SETS[kind].pattern} files; run `depthseg {STAGE_COMMANDS[kind]} SRC DATASET` first')
     return describe_sources((f.rsplit('/', 1)[1].rsplit('.', 1)[0], store.read(f)) for f in files)
 
 # %% ../nbs/08_composites.ipynb #aaeab9d6

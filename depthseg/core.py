@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/core.html.md"""
 
 # %% ../nbs/01_core.ipynb #e19f4369
 from __future__ import annotations
-import csv, hashlib, io, json, os, struct, warnings, zipfile, zlib
+import csv, hashlib, importlib, io, json, os, struct, warnings, zipfile, zlib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from itertools import islice
@@ -24,7 +24,8 @@ from .layout import LOCK, STAGES, made_from, rejects_table, source_file, source_
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'RAW_PER_BYTE', 'IMAGE_SIGNATURES', 'NEAR_BITS', 'BadInput', 'iter_sources', 'decode_image',
            'has_alpha', 'to_rgb', 'to_rgba', 'atomic_path', 'atomic_open', 'atomic_write', 'remove_temporaries', 'Busy',
            'dataset_lock', 'write_csv', 'iter_csv', 'read_csv', 'sha256', 'file_sha256', 'parallel_map', 'phash',
-           'hash_distance', 'RejectedInputs', 'BadArgument', 'check_range', 'StageReport', 'prepare_images']
+           'hash_distance', 'RejectedInputs', 'BadArgument', 'check_range', 'optional_import', 'StageReport',
+           'prepare_images']
 
 # %% ../nbs/01_core.ipynb #9e3434ac
 class BadInput(ValueError):
@@ -291,6 +292,13 @@ def check_range(low, high=None, **values):
     for name, v in values.items():
         if v is not None and not (low <= v and (high is None or v <= high)):
             raise BadArgument(f"{name.replace('_', '-')} must be {f'between {low} and {high}' if high is not None else f'at least {low}'}, not {v}")
+
+def optional_import(module: str, extra: str):
+    "Module `module`, which depthseg's optional dependencies `extra` install, or an `ImportError` giving the line that installs it."
+    try: return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module.split('.')[0]: raise  # something else is missing: its own message says what
+        raise ImportError(f'this needs {module}: pip install "depthseg[{extra}]"') from None
 
 
 

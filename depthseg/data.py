@@ -112,11 +112,11 @@ def _decode(f: Feature, data, size, norm):
     return tf.round(x) if f.resize == 'nearest' else x
 
 # %% ../nbs/12_data.ipynb #9a47b157
-def _decoder(figures: Callable | None, size, depth: bool):
+def _decoder(figures: Callable | None, size):
     "A function from an example's encoded features (dict) to its tensors: ids and images."
-    features = [f for f in _included(depth) if f.kind != 'int']
+    features = [f for f in FEATURES if f.kind != 'int']
     norms = {f.name: _norm(figures, f.set) for f in features if f.kind == 'image' and SETS[f.set].channels == 3}
-    return lambda ex: {f.name: _decode(f, ex[f.name], size, norms.get(f.name)) for f in features}
+    return lambda ex: {f.name: _decode(f, ex[f.name], size, norms.get(f.name)) for f in features if f.name in ex}
 
 # %% ../nbs/12_data.ipynb #af289b03
 @dataclass(frozen=True)
@@ -140,10 +140,11 @@ def _files(rows: list[dict], depth: bool, skip=()) -> dict[str, list[str]]:
     return {f.name: [f.of(r) for r in rows] for f in _included(depth) if f.kind == 'image' and f.name not in skip}
 
 # %% ../nbs/12_data.ipynb #a46c1313
-def _need_depth(rows: list[dict], depth: bool, exists: Callable[[str], bool], where):
-    "Fail if `depth` is wanted and the dataset of `rows` has no depth maps."
-    if depth and rows and not _has_depth(rows, exists):
-        raise FileNotFoundError(f'{where}: no depth maps; run `depthseg depth` first, or load(..., depth=False)')
+def _with_depth(rows: list[dict], depth: bool | None, exists: Callable[[str], bool], where) -> bool:
+    "Whether examples of `rows` carry depth maps: as `depth` says, or if the dataset has them (None); fail if wanted and missing."
+    has = _has_depth(rows, exists)
+    if depth and rows and not has: raise FileNotFoundError(f'{where}: no depth maps; run `depthseg depth` first, or load(..., depth=False)')
+    return has if depth is None else depth
 
 def _slices(cols: dict):
     "A `tf.data.Dataset` of one (nested) dict per row of `cols`: lists of text, or `np.int64` arrays."
@@ -160,7 +161,7 @@ def _read_files(ex):
 
 def _folder_examples(path: Path, depth: bool, by: str, ids):
     rows = _manifest_rows(path, by, ids)
-    _need_depth(rows, depth, lambda f: (path/f).exists(), path)
+    depth = _with_depth(rows, depth, lambda f: (path/f).exists(), path)
     return _slices(_ids(rows) | {k: [str(path/f) for f in v] for k, v in _files(rows, depth).items()}), len(rows), _read_files
 
 def _folder(path: Path, depth: bool) -> Opened:
@@ -195,7 +196,7 @@ def _rebuild(ex):
 # %% ../nbs/12_data.ipynb #0676c942
 def _on_the_fly_examples(path: Path, depth: bool, by: str, ids):
     rows = _manifest_rows(path, by, ids)
-    _need_depth(rows, depth, lambda f: (path/f).exists(), path)
+    depth = _with_depth(rows, depth, lambda f: (path/f).exists(), path)
     kept = _ids(rows) | {k: [str(path/f) for f in v] for k, v in _files(rows, depth, skip=_REBUILT).items()}
     fgs = [fg_files(r[FG]) for r in rows]
     parts = {FG: [str(path/f) for f, _ in fgs], FG_MASK: [str(path/m) for _, m in fgs],
@@ -245,7 +246,7 @@ def _read_shard_files(ex):
 # %% ../nbs/12_data.ipynb #c17c3f8a
 def _shard_examples(members: dict, tables: Path, depth: bool, by: str, ids):
     rows = _manifest_rows(tables, by, ids)
-    _need_depth(rows, depth, members.__contains__, f'{tables.parent} (packed)')
+    depth = _with_depth(rows, depth, members.__contains__, f'{tables.parent} (packed)')
     cols = _ids(rows)
     for k, files in _files(rows, depth).items():
         where = [members[f] for f in files]
@@ -368,6 +369,7 @@ def _tfrecord(path: Path, depth: bool) -> Opened:
     "TFRecord shards written by `to_tfrecord`: all `load` needs is in their `schema.json`."
     schema = _read_schema(path)
     if depth and not schema['depth']: raise FileNotFoundError(f'{path}: the shards have no depth maps; load(..., depth=False)')
+    depth = schema['depth'] if depth is None else depth
     figures = lambda name: (schema['normalization'][name]['mean'], schema['normalization'][name]['std'])
     return Opened(schema['sources'], figures, partial(_tfrecord_examples, path, depth))
 
@@ -375,10 +377,12 @@ def _tfrecord(path: Path, depth: bool) -> Opened:
 READERS = {'folder': _folder, 'shards': _shards, 'on_the_fly': _on_the_fly, 'tfrecord': _tfrecord}
 
 # %% ../nbs/12_data.ipynb #0e104bd8
-def _check_features(names, depth: bool):
-    "Raise `BadArgument` unless `names` (one or several) are features `load` gives."
-    known = [f.name for f in _included(depth) if f.kind != 'int']
-    if bad := [n for n in ([names] if isinstance(names, str) else names) if n not in known]: raise BadArgument(f'{bad[0]!r} is no feature; choose from {known}')
+def _listed(names) -> list[str]: return [names] if isinstance(names, str) else list(names)
+
+def _check_features(names: list[str], depth: bool | None):
+    "Raise `BadArgument` unless `names` are features `load` gives."
+    known = [f.name for f in FEATURES if f.kind != 'int' and (depth is not False or not f.optional)]
+    if bad := [n for n in names if n not in known]: raise BadArgument(f'{bad[0]!r} is no feature; choose from {known}')
 
 def _pick(ex: dict, names):
     "Feature `names` of example `ex`: one tensor, or a dict of several."
@@ -400,14 +404,16 @@ def load(
     size:tuple|None=None, # (height, width) to resize to (default: as stored)
     shuffle:bool|None=None, # shuffle each epoch (default: for the train split only)
     normalize:bool=True, # scale `bg` and `image` with the dataset's mean and std
-    depth:bool=True, # include the depth maps
+    depth:bool|None=None, # include the depth maps (default: if the dataset has them)
     source:str='folder', # a key of `READERS`: 'folder', 'shards' (packed, read in place), 'on_the_fly' (rebuilt from the manifest), 'tfrecord'
     targets:str|tuple|None=None, # give `(inputs, targets)` pairs for `model.fit`: a feature ('mask') or several (('mask', 'depth'), as a dict)
     inputs:str|tuple='image', # with `targets`: the input feature, or several (('bg', 'image'), as a dict)
 ):
     "A `tf.data.Dataset` of dicts (`bg`, `image`, `mask`, `depth`, ids), or of `(inputs, targets)` pairs, for `split` of a depthseg dataset."
     import tensorflow as tf
-    if targets is not None: _check_features(inputs, depth); _check_features(targets, depth)
+    if targets is not None:
+        asked = _listed(inputs) + _listed(targets); _check_features(asked, depth)
+        if depth is None and any(f.optional and f.name in asked for f in FEATURES): depth = True  # asked for: must be there
     if source not in READERS: raise ValueError(f'source must be one of {list(READERS)}, not {source!r}')
     if split != 'all' and split not in SPLITS: raise ValueError(f'split must be one of {SPLITS} or "all", not {split!r}')
     opened = READERS[source](Path(path), depth)
@@ -415,6 +421,6 @@ def load(
     examples, buffer, read = opened.examples(by, None if split == 'all' else {i for i, s in splits.items() if s == split})
     if split == 'train' if shuffle is None else shuffle: examples = examples.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
     if read: examples = examples.map(read, num_parallel_calls=tf.data.AUTOTUNE)
-    examples = examples.map(_decoder(opened.figures if normalize else None, size, depth), num_parallel_calls=tf.data.AUTOTUNE)
+    examples = examples.map(_decoder(opened.figures if normalize else None, size), num_parallel_calls=tf.data.AUTOTUNE)
     if targets is not None: examples = examples.map(lambda ex: (_pick(ex, inputs), _pick(ex, targets)), num_parallel_calls=tf.data.AUTOTUNE)
     return (examples.batch(batch_size) if batch_size else examples).prefetch(tf.data.AUTOTUNE)

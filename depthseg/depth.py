@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .core import atomic_open, check_range, file_sha256
+from .core import BadArgument, atomic_open, check_range, file_sha256, optional_import
 from .layout import COMPOSITES, DEPTH, DEPTH16, DEPTH_RECORD, MANIFEST, depth_files
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
 from .store import check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json
@@ -184,11 +184,10 @@ def depth_anything_backend(preset: str | None = None, weights=None, resolution=N
     "Depth Anything V2 from KerasHub `preset` (e.g. 'depth_anything_v2_small') or a `.keras` file `weights`."
     import keras
     if (preset is None) == (weights is None): raise ValueError('give either a KerasHub preset or a .keras weights file')
+    keras_hub = optional_import('keras_hub', 'hub')  # and it registers the classes a .keras file refers to
     if preset:
-        import keras_hub
         model, digest = keras_hub.models.DepthAnythingDepthEstimator.from_preset(preset), hashlib.sha256(preset.encode()).hexdigest()
     else:
-        import keras_hub  # registers the classes the file refers to
         path = fetch_weights(weights)
         model, digest = keras.saving.load_model(path, compile=False), file_sha256(path)
     shape = model.input_shape['images'] if isinstance(model.input_shape, dict) else model.input_shape
@@ -239,10 +238,10 @@ class DepthSpec:
 # %% ../nbs/09_depth.ipynb #a238b6ba
 def depth_backend(spec: DepthSpec) -> DepthBackend:
     "The backend `spec` names, from its weights or KerasHub preset."
+    if spec.backend == 'densedepth' and not spec.weights: raise BadArgument(NO_WEIGHTS)  # before TensorFlow loads, seconds
     import tensorflow as tf
     if tf.config.list_physical_devices('GPU'): import keras; keras.mixed_precision.set_global_policy('mixed_float16')
     if spec.backend == 'densedepth':
-        if not spec.weights: raise ValueError(NO_WEIGHTS)
         return densedepth_backend(spec.weights, spec.resolution or (480, 640))
     return depth_anything_backend(spec.preset, spec.weights, spec.resolution)
 

@@ -7,6 +7,7 @@ Docs: https://depthseg.github.io/depthseg/layout.html.md"""
 # %% ../nbs/00_layout.ipynb #2bf11313
 from __future__ import annotations
 import re
+from pathlib import Path
 from typing import NamedTuple
 
 # %% auto #0
@@ -14,8 +15,8 @@ __all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'COMPOSITES', 'MASKS', 'DEPTH', 
            'COMPOSITES_RECORD', 'DEPTH_RECORD', 'STAGE_STATS', 'CARD_JSON', 'CARD_MD', 'CARD', 'CARD_PICTURES',
            'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA',
            'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids', 'id_number', 'source_file', 'bg_file', 'fg_files',
-           'sources_table', 'rejects_table', 'composite_id', 'composite_files', 'depth_files', 'ImageSet', 'shard_name',
-           'tfrecord_name', 'Stage', 'made_after', 'made_from', 'escapes', 'name_problem', 'row_problem',
+           'sources_table', 'rejects_table', 'composite_id', 'composite_files', 'depth_files', 'ImageSet', 'pull_state',
+           'shard_name', 'tfrecord_name', 'Stage', 'made_after', 'made_from', 'escapes', 'name_problem', 'row_problem',
            'folder_table']
 
 # %% ../nbs/00_layout.ipynb #1126ea09
@@ -100,7 +101,13 @@ PER_BACKGROUND = (COMPOSITES, MASKS, DEPTH, DEPTH16)  # folders with one sub-fol
 
 # %% ../nbs/00_layout.ipynb #4173eb40
 SHARD_INDEX = 'index.json'
-PULL_STATE = '.depthseg-pull'  # a pull's downloads and finished-shard marks, inside the destination
+PULL_STATE = '.depthseg-pull'  # a pull's downloads and finished-shard marks, beside the destination
+
+def pull_state(dest) -> Path:
+    "The hidden folder beside `dest` where a pull into `dest` keeps its downloads and marks until it has finished."
+    dest = Path(dest).resolve()
+    return dest.parent/f'.{dest.name}{PULL_STATE}'
+
 TABLES = '.tables'  # small files copied out of tar shards read in place
 TFRECORD_SCHEMA = 'schema.json'
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .core import (MAX_BYTES, BadArgument, BadInput, atomic_open, atomic_write, check_range, dataset_lock, file_sha256,
                            parallel_map, remove_temporaries, sha256)
 from .store import FolderStore, check_dataset, check_outside, record_sums
-from .layout import CARD_JSON, CARD_MD, LOCK, PULL_STATE, SHARD_INDEX, SHARD_NAMES, STAGES, escapes, name_problem, shard_name
+from .layout import CARD_JSON, CARD_MD, LOCK, SHARD_INDEX, SHARD_NAMES, STAGES, escapes, name_problem, pull_state, shard_name
 
 # %% auto #0
 __all__ = ['INDEX', 'INDEX_FORMAT', 'CARD_FILES', 'TIMEOUT', 'WAITS', 'DRIVE_ID', 'plan_shards', 'pack', 'read_index', 'push',
@@ -25,6 +25,10 @@ __all__ = ['INDEX', 'INDEX_FORMAT', 'CARD_FILES', 'TIMEOUT', 'WAITS', 'DRIVE_ID'
 
 # %% ../nbs/11_pack.ipynb #e792a2ba
 INDEX, INDEX_FORMAT, CARD_FILES = SHARD_INDEX, 'depthseg-shards/2', (CARD_JSON, CARD_MD)
+
+def _packed(name: str) -> bool:
+    "Could `pack` have written file `name` of its output folder (a shard, the index, the card, the lock, a temporary)?"
+    return bool(name in (INDEX, *CARD_FILES, LOCK) or SHARD_NAMES[0].fullmatch(name) or re.fullmatch(r'\..+\.tmp', name))
 
 def _dataset_files(dataset: Path) -> tuple[list[tuple[str, int]], list[str]]:
     "(relative path, size) of each file of `dataset` in name order, and the names left out: no file of a dataset. Hidden files are skipped."
@@ -74,16 +78,18 @@ def pack(
 ) -> dict:
     "Write the files of `dataset` into tar shards of about `shard_size` bytes in `out`, with `index.json` (files, sizes, SHA-256)."
     dataset, out = Path(dataset), Path(out)
-    if not dataset.is_dir(): raise FileNotFoundError(f'{dataset}: no such dataset folder')
+    if not dataset.is_dir(): raise BadArgument(f'{dataset}: no such dataset folder')
     if not SHARD_NAMES[0].fullmatch(shard_name(name, 0)): raise BadArgument(f'{name!r}: shard names take letters, digits, _ . and -')
     check_range(1, shard_size=shard_size)
     check_outside(out, dataset)
+    if foreign := [p.name for p in sorted(out.iterdir()) if not _packed(p.name)] if out.is_dir() else []:
+        raise BadArgument(f'{out}: holds {foreign[0]!r}, which pack did not write; pack into an empty or new folder')
     with dataset_lock(dataset, 'pack', wait):
         check_dataset(FolderStore(dataset))  # one consistent, finished dataset
+        files, left_out = _dataset_files(dataset)
+        if not files: raise BadArgument(f'{dataset}: no file of a depthseg dataset to pack')
         with dataset_lock(out, 'pack', wait):
             remove_temporaries(out)
-            files, left_out = _dataset_files(dataset)
-            if not files: raise BadInput(dataset, 'no file of a depthseg dataset to pack')
             with tqdm(total=sum(s for _, s in files), unit='B', unit_scale=True, desc='pack', disable=not progress) as bar:
                 shards = [_write_shard(dataset, out/shard_name(name, i), g, bar) for i, g in enumerate(plan_shards(files, shard_size))]
             index = dict(format=INDEX_FORMAT, dataset=dataset.name, files=len(files), made_from=record_sums(FolderStore(dataset), STAGES), shards=shards)
@@ -338,12 +344,17 @@ def _source(source: str, progress: bool) -> tuple[dict, Callable]:
 # %% ../nbs/11_pack.ipynb #d129b72f
 def _claim(dest: Path, index: dict) -> Path:
     "The pull state folder of `dest`, holding a copy of `index`; `BadInput` naming `dest` if it holds anything but a pull of `index`."
-    state, copy = dest/PULL_STATE, json.dumps(index, sort_keys=True).encode()
+    state, copy = pull_state(dest), json.dumps(index, sort_keys=True).encode()
     if (state/INDEX).is_file() and file_sha256(state/INDEX) == sha256(copy): return state
-    if others := sorted(p.name for p in dest.iterdir() if p.name not in (LOCK, PULL_STATE)):
+    sizes = {f: n for s in index['shards'] for f, n in zip(s['files'], s['sizes'])}
+    held = {p.relative_to(dest).as_posix(): p.stat().st_size for p in sorted(dest.rglob('*')) if p.is_file() and p.name != LOCK}
+    if others := [f for f, n in held.items() if sizes.get(f) != n]:  # all as the index has them: an earlier pull of these shards
         raise BadInput(dest, f'holds {others[0]!r} and more: another dataset, or other shards pulled; pull into an empty folder')
     shutil.rmtree(state, ignore_errors=True); state.mkdir()
     atomic_write(state/INDEX, copy)
+    for s in index['shards'] if held else []:
+        if all((dest/f).is_file() and (dest/f).stat().st_size == n for f, n in zip(s['files'], s['sizes'])):
+            atomic_write(state/f"{s['name']}.done", s['sha256'].encode())
     return state
 
 # %% ../nbs/11_pack.ipynb #52222b5c
@@ -404,7 +415,7 @@ def pull(
             if problem: report.damaged[name] = problem
             else: report.extracted.append(name)
         report.extracted.sort()
-        if report.ok: shutil.rmtree(state/'download', ignore_errors=True)
+        if report.ok: shutil.rmtree(state)
     if progress: print(report)
     return report
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .composites import CompositesJob
-from .core import BadInput, atomic_path, check_range, atomic_write, parallel_map
+from .core import BadArgument, BadInput, atomic_path, check_range, atomic_write, parallel_map
 from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG,
                              FG_ALPHA, FG_MASK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file, depth_files, fg_files, made_after)
 from .pixels import LEVELS, PixelStats, merge_stats, stage_stats
@@ -74,12 +74,24 @@ def _human(n: int) -> str:
 def _floats(vs): return '[' + ', '.join(f'{v:.4f}' for v in vs) + ']'
 
 # %% ../nbs/10_stats.ipynb #afc35a7e
+def _same_files(name: str) -> str | None:
+    "The set before `name` in `SETS` made of the same files (`fg` for `fg_alpha`), if any."
+    before = list(SETS)[:list(SETS).index(name)]
+    return next((n for n in before if SETS[n][:2] == SETS[name][:2]), None)
+
+def _summary(name: str, s: PixelStats) -> dict:
+    "The figures of set `name` for the card: its size on disk, or the set whose files it shares."
+    d = s.summary()
+    if other := _same_files(name): d = {k: v for k, v in d.items() if k != 'bytes'} | {'same_files_as': other}
+    return d
+
+# %% ../nbs/10_stats.ipynb #f52bb740
 def card_markdown(card: dict) -> str:
     "The text of `DATASET.md` for `card` (the contents of `dataset.json`)."
     lines = [f"# Dataset card: {card['name']}", '', f"Made by depthseg {card['versions']['depthseg']}."]
     if comp := card.get('composites'):
         mirrored = ', and as many mirrored' if comp['flip'] else ''
-        lines += ['', f"Composites: every foreground on every background at {comp['positions']} random places{mirrored}, "
+        lines += ['', f"Composites: every foreground on every background at {comp['positions']} random place{'s' * (comp['positions'] != 1)}{mirrored}, "
                       f"seed {comp['seed']}, JPEG quality {comp['quality']}."]
     if depth := card.get('depth'):
         h, w = depth['resolution']
@@ -87,39 +99,94 @@ def card_markdown(card: dict) -> str:
                       f"{depth['convention']}; far limit: {depth['far_limit']}."]
     for name, s in card['sets'].items():
         dims = ', '.join(f'{k}: {v}' for k, v in s['dimensions'].items())
+        size = f"same files as {s['same_files_as']}" if 'same_files_as' in s else _human(s['bytes'])  # counted once, under the first set
         lines += ['', f'## {SETS[name].title} ({name})', '', f"- Number of images: {s['images']:,}", f'- Image dimensions: {dims}',
-                  f"- Size on disk: {_human(s['bytes'])}", f"- Mean: {_floats(s['mean'])}", f"- Std: {_floats(s['std'])}"]
+                  f'- Size on disk: {size}', f"- Mean: {_floats(s['mean'])}", f"- Std: {_floats(s['std'])}"]
     pictures = [f'![{k}]({v})' for k, v in CARD_PICTURES.items()]
     return '\n'.join(lines + ['', '## Pictures'] + [l for p in pictures for l in ('', p)]) + '\n'
 
 # %% ../nbs/10_stats.ipynb #e4cb97c7
-def _save(fig, path: Path):
-    "Save matplotlib figure `fig` as PNG `path`, atomically, and close it."
+_STYLE = {'figure.dpi': 100, 'savefig.dpi': 100, 'figure.facecolor': 'white', 'savefig.facecolor': 'white', 'font.size': 10,
+          'axes.titlesize': 11, 'axes.labelsize': 10, 'xtick.labelsize': 9, 'ytick.labelsize': 9, 'legend.fontsize': 9}
+_WIDTH = 800  # pixels: the width a Markdown page shows DATASET.md at, and the widest picture of the card
+
+def _style():
+    "Matplotlib's defaults and the card's sizes, whatever the caller set."
     import matplotlib.pyplot as plt
-    with atomic_path(path) as tmp: fig.savefig(tmp, format='png')
+    return plt.style.context(['default', _STYLE])
+
+def _save(fig, path: Path):
+    "Save matplotlib figure `fig` as PNG `path`, atomically and without metadata, and close it."
+    import matplotlib.pyplot as plt
+    with atomic_path(path) as tmp: fig.savefig(tmp, format='png', metadata={'Software': None})
     plt.close(fig)
 
-def _sample_sheet(dataset: Path, picks: list[dict], path: Path):
-    import matplotlib.pyplot as plt
-    cols = [BG, FG, FG_MASK, COMPOSITES, MASKS] + ([DEPTH] if (dataset/DEPTH).exists() else [])
-    fig, axs = plt.subplots(len(picks), len(cols), figsize=(2 * len(cols), 2 * len(picks)), squeeze=False, dpi=80)
-    for r, ax_row in zip(picks, axs):
-        fg, fg_mask = fg_files(r['fg'])
-        files = {BG: bg_file(r['bg']), FG: fg, FG_MASK: fg_mask, COMPOSITES: r['image'], MASKS: r['mask'], DEPTH: depth_files(r['bg'], r['id'])[0]}
-        for ax, c in zip(ax_row, cols):
-            if (dataset/files[c]).exists(): ax.imshow(Image.open(dataset/files[c]), cmap='magma' if c == DEPTH else 'gray')
-            ax.set_title(c, fontsize=8); ax.axis('off')
-    fig.tight_layout(); _save(fig, path)
+# %% ../nbs/10_stats.ipynb #4b2a4875
+_ONE_CHANNEL = {FG_ALPHA: 'alpha', FG_MASK: 'mask', MASKS: 'mask', DEPTH: 'depth'}
 
-# %% ../nbs/10_stats.ipynb #13c7f529
 def _histograms(stats: dict[str, PixelStats], path: Path):
+    "Draw each set's histogram of `stats` in PNG `path`, a panel per set; returns the figure."
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, len(stats), figsize=(3 * len(stats), 2.6), squeeze=False, dpi=80)
-    for ax, (name, s) in zip(axs[0], stats.items()):
-        for c, colour in zip(range(s.channels), ['tab:red', 'tab:green', 'tab:blue'] if s.channels == 3 else ['k']):
-            ax.plot(LEVELS, s.hist[c] / max(s.hist[c].sum(), 1), color=colour, lw=1)
-        ax.set_title(name, fontsize=9); ax.set_yscale('log'); ax.set_xlabel('value')
-    fig.tight_layout(); _save(fig, path)
+    rows = -(-len(stats) // 2)
+    with _style():
+        fig, axs = plt.subplots(rows, 2, figsize=(_WIDTH / 100, 0.3 + 2.5 * rows), squeeze=False)
+        for ax, (name, s) in zip(axs.flat, stats.items()):
+            lines = zip(('red', 'green', 'blue'), ('tab:red', 'tab:green', 'tab:blue')) if s.channels == 3 else [(_ONE_CHANNEL.get(name, 'value'), 'k')]
+            share = s.hist / np.maximum(s.hist.sum(1, keepdims=True), 1)
+            for h, (label, colour) in zip(share, lines):
+                ax.plot(LEVELS, h, color=colour, lw=1.2, label=label, marker='o' if np.count_nonzero(h) <= 16 else None, markevery=list(np.flatnonzero(h)))
+            if (share > 0).any():  # a log scale of two decades at least, so that a mask's two values show, and room for the legend on top
+                low, top = (np.floor(np.log10(f)) for f in (share[share > 0].min(), share.max()))
+                ax.set_yscale('log'); ax.set_ylim(10 ** min(low, top - 2), 8 * share.max())
+            ax.set(title=f'{SETS[name].title} ({name})', xlabel='pixel value (0-255)', ylabel='fraction of pixels', xlim=(-5, 260))
+            ax.legend(loc='upper center', ncols=len(share))
+        for ax in axs.flat[len(stats):]: fig.delaxes(ax)
+        fig.tight_layout(); _save(fig, path)
+    return fig
+
+# %% ../nbs/10_stats.ipynb #9bbf458a
+_COLUMNS = {BG: 'background', FG: 'foreground', FG_MASK: 'foreground mask', COMPOSITES: 'composite', MASKS: 'composite mask', DEPTH: 'depth map'}
+_NO_DEPTH = 'no depth maps:\nrun\ndepthseg depth'
+
+def _sample_rows(store, n: int, k: int = 4) -> list[dict]:
+    "`k` of the `n` rows of the manifest of `store`, picked at random (seed 0), in manifest order."
+    picks = set(np.random.default_rng(0).choice(n, min(k, n), replace=False).tolist())
+    return [r for i, r in enumerate(iter_manifest(store)) if i in picks]
+
+def _row_label(r: dict) -> str:
+    "The ids of manifest row `r`, as the sample sheet labels it."
+    return f"{r['bg']}\n{r['fg']}\n{'mirrored' if r['flip'] == '1' else 'not mirrored'}\nat x={r['x']}, y={r['y']}"
+
+def _bare(ax):
+    "`ax` without ticks or frame, for a picture."
+    ax.set(xticks=[], yticks=[]); ax.spines[:].set_visible(False)
+    return ax
+
+# %% ../nbs/10_stats.ipynb #89e2f043
+def _sample_sheet(dataset: Path, picks: list[dict], path: Path):
+    "Draw manifest rows `picks` of `dataset` in PNG `path`, a row each with the files of its composite; returns the figure."
+    import matplotlib.pyplot as plt
+    depth = (dataset/DEPTH).is_dir()
+    with _style():
+        fig = plt.figure(figsize=(_WIDTH / 100, 0.6 + 1.3 * len(picks)))
+        grid = fig.add_gridspec(len(picks), len(_COLUMNS))
+        for i, r in enumerate(picks):
+            fg, fg_mask = fg_files(r['fg'])
+            files = {BG: [bg_file(r['bg'])], FG: [fg], FG_MASK: [fg_mask], COMPOSITES: [r['image']], MASKS: [r['mask']],
+                     DEPTH: [depth_files(r['bg'], r['id'], fmt)[0] for fmt in ('png', 'jpg')]}  # a depth map: PNG or JPEG
+            for j, (c, title) in enumerate(_COLUMNS.items()):
+                if c == DEPTH and not depth: continue
+                ax = _bare(fig.add_subplot(grid[i, j]))
+                if found := next((dataset/f for f in files[c] if (dataset/f).exists()), None):
+                    with Image.open(found) as im: ax.imshow(np.asarray(im), cmap='magma' if c == DEPTH else 'gray', vmin=0, vmax=255)
+                else: ax.text(.5, .5, 'missing', ha='center', va='center', color='tab:red', transform=ax.transAxes)
+                if i == 0: ax.set_title(f'{title}\n({c})', fontsize=10)
+                if j == 0: ax.set_ylabel(_row_label(r), rotation=0, ha='right', va='center', fontsize=9)
+        if not depth:
+            ax = _bare(fig.add_subplot(grid[:, -1])); ax.set_facecolor('0.94'); ax.set_title(f'{_COLUMNS[DEPTH]}\n({DEPTH})', fontsize=10)
+            ax.text(.5, .5, _NO_DEPTH, ha='center', va='center', fontsize=10, transform=ax.transAxes)
+        fig.tight_layout(); _save(fig, path)
+    return fig
 
 # %% ../nbs/10_stats.ipynb #d57c889a
 def placement_coverage(rows: Iterable[dict], size: tuple[int, int]) -> np.ndarray:
@@ -132,13 +199,17 @@ def placement_coverage(rows: Iterable[dict], size: tuple[int, int]) -> np.ndarra
 
 # %% ../nbs/10_stats.ipynb #352f9a74
 def _heat_map(dataset: Path, n: int, path: Path):
+    "Draw the share of the `n` composites of `dataset` that cover each pixel in PNG `path`; returns the figure."
     import matplotlib.pyplot as plt
     rows = lambda: iter_manifest(FolderStore(dataset))
-    w, h = Image.open(dataset/bg_file(next(rows())['bg'])).size
-    fig, ax = plt.subplots(figsize=(4, 3.4), dpi=80)
-    im = ax.imshow(placement_coverage(rows(), (h, w)) / n, cmap='viridis')
-    fig.colorbar(im, label='share of composites covered'); ax.set_title('where foregrounds were pasted', fontsize=9)
-    fig.tight_layout(); _save(fig, path)
+    with Image.open(dataset/bg_file(next(rows())['bg'])) as bg: w, h = bg.size
+    with _style():
+        fig, ax = plt.subplots(figsize=(6, 4.6))
+        im = ax.imshow(placement_coverage(rows(), (h, w)) / n, cmap='viridis', vmin=0)
+        fig.colorbar(im, label='share of composites covering the pixel')
+        ax.set(title=f'Where foregrounds were pasted ({n:,} composites)', xlabel='x in the background (pixels)', ylabel='y (pixels)')
+        fig.tight_layout(); _save(fig, path)
+    return fig
 
 # %% ../nbs/10_stats.ipynb #5fd53960
 def _records(dataset: Path, n: int) -> dict:
@@ -165,16 +236,15 @@ def write_card(
         check_dataset(store, made_after('stats'))  # the card describes one consistent dataset
         store.clean(CARD)
         known = {} if recompute else stage_stats(dataset)
+        if not known and not any(_tasks(dataset)): raise BadArgument(f'{dataset}: no images of a depthseg dataset to describe; run `depthseg backgrounds SRC {dataset}` first')
         stats = dataset_stats(dataset, workers, progress, skip=tuple(known)) | known
         stats = {n: stats[n] for n in SETS if n in stats}
-        if not stats: raise FileNotFoundError(f'{dataset}: no images of a depthseg dataset to describe; run `depthseg backgrounds SRC {dataset}` first')
         n = sum(1 for _ in iter_manifest(store)) if store.exists(MANIFEST) else 0  # streamed: millions of rows
-        card = dict(name=dataset.name, versions=_versions(), sets={n: s.summary() for n, s in stats.items()}) | _records(dataset, n)
+        card = dict(name=dataset.name, versions=_versions(), sets={n: _summary(n, s) for n, s in stats.items()}) | _records(dataset, n)
         card['made_from'] = lineage(store, 'stats')
         if n:
             (dataset/CARD).mkdir(exist_ok=True)
-            picks = set(np.random.default_rng(0).choice(n, min(4, n), replace=False).tolist())
-            _sample_sheet(dataset, [r for i, r in enumerate(iter_manifest(store)) if i in picks], dataset/CARD_PICTURES['samples'])
+            _sample_sheet(dataset, _sample_rows(store, n), dataset/CARD_PICTURES['samples'])
             _histograms(stats, dataset/CARD_PICTURES['histograms'])
             _heat_map(dataset, n, dataset/CARD_PICTURES['placements'])
         atomic_write(dataset/CARD_MD, card_markdown(card).encode())

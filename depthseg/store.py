@@ -6,14 +6,14 @@ Docs: https://depthseg.github.io/depthseg/store.html.md"""
 
 # %% ../nbs/02_store.ipynb #6597b441
 from __future__ import annotations
-import csv, fnmatch, io, json, os, shutil
+import csv, fnmatch, io, json, logging, os, shutil
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from fastcore.basics import patch
 
-from .core import BadArgument, BadInput, atomic_open, atomic_write, dataset_lock, iter_csv, remove_temporaries, sha256, write_csv
+from .core import BadArgument, BadInput, atomic_open, atomic_write, dataset_lock, iter_csv, optional_import, remove_temporaries, sha256, write_csv
 from .layout import BG, FG, MANIFEST, STAGES, made_after, made_from, name_problem, row_problem, source_file
 
 # %% auto #0
@@ -40,7 +40,7 @@ class FolderStore:
         if (self.root/rel).is_dir(): remove_temporaries(self.root/rel)
     def hold(self, stage: str, wait: bool = False):
         "The lock of the dataset, which must be there, held while `stage` runs (see `dataset_lock`)."
-        if not self.root.is_dir(): raise FileNotFoundError(f'{self.root}: no such dataset folder')
+        if not self.root.is_dir(): raise BadArgument(f'{self.root}: no such dataset folder')
         return dataset_lock(self.root, stage, wait)
 
 # %% ../nbs/02_store.ipynb #74af1c47
@@ -80,9 +80,14 @@ def open_write(self: FolderStore, rel: str, text: bool = False):
 # %% ../nbs/02_store.ipynb #6de3f009
 def beam_module():
     "Apache Beam, or an `ImportError` saying how to install it."
-    try: import apache_beam
-    except ImportError: raise ImportError('this needs Apache Beam: pip install "depthseg[beam]"') from None
-    return apache_beam
+    root, silent = logging.getLogger(), logging.NullHandler()
+    # Beam's import calls logging.warning to say that its BigQuery clients are missing (only `apache-beam[gcp]` has them);
+    # with no handler set, that would send every later log line of the process to stderr. Where logging is set up, it shows.
+    if not root.handlers: root.addHandler(silent)
+    # In a notebook, Beam also says that `apache-beam[interactive]` (PCollection visualisation, unused here) is missing.
+    logging.getLogger('apache_beam.runners.interactive.interactive_environment').setLevel(logging.ERROR)
+    try: return optional_import('apache_beam', 'beam')
+    finally: root.removeHandler(silent)
 
 class BeamStore:
     "The files of a dataset under `root` on a file system Beam reaches (`gs://bucket/dataset`, ...); objects are written whole."
@@ -269,7 +274,7 @@ def iter_table(store, rel: str) -> Iterator[dict]:
 # %% ../nbs/02_store.ipynb #3a8248ef
 def iter_manifest(store) -> Iterator[dict]:
     "Rows of the `manifest.csv` of `store`, each checked; `BadInput` naming the line of the first that is not one depthseg writes."
-    if not store.exists(MANIFEST): raise FileNotFoundError(f'{store.path(MANIFEST)}: not there; run `depthseg composites DATASET` first')
+    if not store.exists(MANIFEST): raise BadArgument(f'{store.path(MANIFEST)}: not there; run `depthseg composites DATASET` first')
     line, seen = 1, set()
     try:
         for line, row in enumerate(iter_table(store, MANIFEST), 2):

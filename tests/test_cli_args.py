@@ -3,6 +3,7 @@ import subprocess, sys
 
 import pytest
 
+from depthseg.depth import NO_WEIGHTS
 from depthseg.samples import sample_dir
 
 BG, FG = sample_dir('backgrounds'), sample_dir('foregrounds')
@@ -29,6 +30,13 @@ MISTAKES = [  # (arguments, with DS an existing dataset folder and NEW one that 
     (['tfrecord', 'DS', 'NEW', '--examples-per-shard', '0'], 'examples-per-shard must be at least 1, not 0'),
     (['clean', 'DS', 'everything'], 'stage must be one of'),
     (['demo', 'DS'], 'not empty'),
+    (['pack', BG.parent, 'DS'], "holds 'keep.txt', which pack did not write"),
+    (['stats', 'DS'], 'no images of a depthseg dataset to describe'),
+    (['stats', 'NEW'], 'no such dataset folder'),
+    (['composites', 'DS'], 'no bg_*.jpg files; run `depthseg backgrounds'),
+    (['depth', 'DS'], 'manifest.csv: not there; run `depthseg composites'),
+    (['pack', 'DS', 'NEW'], 'no file of a depthseg dataset to pack'),
+    (['tfrecord', 'DS', 'NEW'], 'manifest.csv: not there'),
     (['demo', 'NEW', '--positions', '0'], 'positions must be at least 1'),
 ]
 
@@ -43,3 +51,24 @@ def test_a_mistake_is_one_line_and_exit_2(args, says, tmp_path):
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
     assert lines[-1].startswith(f'depthseg {args[0]}: error: ') and says in lines[-1], r.stderr
     assert sorted(p for p in tmp_path.rglob('*')) == before and not (BG/'out').exists()  # nothing written
+
+
+def test_a_missing_optional_dependency_names_its_install_line(dataset, tmp_path):
+    "Without KerasHub (hidden from the import system), the Depth Anything backend says how to install it."
+    from depthseg.composites import CompositesJob, make_composites
+    make_composites(dataset, CompositesJob(positions=1), progress=False)
+    hide = "import sys; sys.modules['keras_hub'] = None; from depthseg.cli import main; sys.exit(main(sys.argv[1:]))"
+    r = subprocess.run([sys.executable, '-c', hide, 'depth', str(dataset), '--backend', 'depth_anything', '--weights', str(tmp_path/'da.keras')],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == 'depthseg depth: error: this needs keras_hub: pip install "depthseg[hub]"', r.stderr
+
+
+def test_depth_without_weights_is_one_line_before_tensorflow_loads(dataset):
+    "Only the error reaches the terminal: not TensorFlow's C++ log lines, which ignore TF_CPP_MIN_LOG_LEVEL."
+    from depthseg.composites import CompositesJob, make_composites
+    make_composites(dataset, CompositesJob(positions=1), progress=False)
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(dataset)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.splitlines() == [f'depthseg depth: error: {NO_WEIGHTS}'], r.stderr
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'tfrecord', str(dataset), str(dataset.parent/'records')], capture_output=True, text=True)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and 'run `depthseg stats' in r.stderr, r.stderr  # TensorFlow loaded, quiet

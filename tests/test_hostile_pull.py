@@ -8,7 +8,7 @@ import pytest
 
 import depthseg.pack
 from depthseg.core import BadInput, file_sha256
-from depthseg.layout import PULL_STATE, SHARD_INDEX
+from depthseg.layout import SHARD_INDEX, pull_state
 from depthseg.pack import INDEX_FORMAT, pull, read_index
 
 CLI = [sys.executable, '-m', 'depthseg.cli', 'pull']
@@ -46,11 +46,6 @@ def tree(root: Path, skip: Path | None = None) -> dict[str, str]:
     "SHA-256 of every file under `root` ('dir' for folders), those under `skip` left out."
     return {p.relative_to(root).as_posix(): file_sha256(p) if p.is_file() else 'dir' for p in sorted(root.rglob('*'))
             if skip is None or (p != skip and skip not in p.parents)}
-
-
-def pulled(dest: Path) -> dict[str, str]:
-    "The files a pull left in `dest`, its own state left out."
-    return tree(dest, dest/PULL_STATE)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -227,7 +222,7 @@ def test_http_errors_are_named_per_shard(tmp_path, web):
     assert report.damaged == {'set-00002.tar': 'HTTP 500 for shard set-00002.tar'}
     assert report.extracted == ['set-00000.tar', 'set-00003.tar']
     srv.status = {}
-    assert pull(url, tmp_path/'dest', progress=False).ok and pulled(tmp_path/'dest') == pulled(pull_clean(srv.root, tmp_path))
+    assert pull(url, tmp_path/'dest', progress=False).ok and tree(tmp_path/'dest') == tree(pull_clean(srv.root, tmp_path))
     with pytest.raises(BadInput, match=f'^{url}/nothing/{SHARD_INDEX}: 404 for the shard index$'): pull(f'{url}/nothing', tmp_path/'d2', progress=False)
 
 
@@ -250,7 +245,7 @@ def test_a_web_page_instead_of_a_shard_is_named(tmp_path, web):
     srv.bodies['set-00001.tar'] = b'\n <!DOCTYPE html><html><body>Google Drive - Quota exceeded</body></html>'
     report = pull(url, tmp_path/'dest', progress=False)
     assert report.damaged == {'set-00001.tar': 'Drive returned a web page (quota or virus-scan notice) for shard set-00001.tar'}
-    assert not list((tmp_path/'dest'/PULL_STATE/'download').glob('set-00001*'))  # nothing of it kept
+    assert not list((pull_state(tmp_path/'dest')/'download').glob('set-00001*'))  # nothing of it kept
 
 
 def test_a_web_page_from_google_drive_is_named(tmp_path, monkeypatch):
@@ -268,7 +263,7 @@ def test_a_web_page_from_google_drive_is_named(tmp_path, monkeypatch):
     report = pull('1AbCdEfGhIjKlMnOpQrStUvWxYz012345', tmp_path/'dest', progress=False)
     assert report.damaged == {'set-00002.tar': 'Drive returned a web page (quota or virus-scan notice) for set-00002.tar'}
     assert report.extracted == ['set-00000.tar', 'set-00001.tar']
-    assert not (tmp_path/'dest'/PULL_STATE/'download'/'set-00002.tar').exists()  # fetched again next time
+    assert not (pull_state(tmp_path/'dest')/'download'/'set-00002.tar').exists()  # fetched again next time
 
 
 def test_a_server_sending_more_than_declared_is_stopped(tmp_path, web):
@@ -278,7 +273,7 @@ def test_a_server_sending_more_than_declared_is_stopped(tmp_path, web):
     srv.bodies['set-00000.tar'] = (srv.root/'set-00000.tar').read_bytes() + bytes(10 * 2**20)
     report = pull(url, tmp_path/'dest', progress=False)
     assert report.damaged == {'set-00000.tar': f'the server sent more than the {declared:,} bytes expected of shard set-00000.tar'}
-    assert not list((tmp_path/'dest'/PULL_STATE/'download').glob('set-00000*'))  # nothing of it kept
+    assert not list((pull_state(tmp_path/'dest')/'download').glob('set-00000*'))  # nothing of it kept
 
 
 def test_a_lost_connection_is_resumed_in_the_same_run(tmp_path, web):
@@ -293,7 +288,7 @@ def test_dest_holding_another_dataset_is_refused(tmp_path):
     make_shards(tmp_path/'src'); make_shards(tmp_path/'other', shards=2)
     dest = tmp_path/'dest'; (dest/'bg').mkdir(parents=True); (dest/'bg/bg_000.jpg').write_bytes(b'mine')
     before = tree(dest)
-    with pytest.raises(BadInput, match=f"^{dest}: holds 'bg' and more: another dataset"): pull(tmp_path/'src', dest, progress=False)
+    with pytest.raises(BadInput, match=f"^{dest}: holds 'bg/bg_000.jpg' and more: another dataset"): pull(tmp_path/'src', dest, progress=False)
     assert tree(dest) == before
     done = tmp_path/'done'
     assert pull(tmp_path/'src', done, progress=False).ok
@@ -307,7 +302,7 @@ def test_dest_holding_another_dataset_is_refused(tmp_path):
 
 def downloading(dest: Path) -> bool:
     "Has a pull into `dest` begun writing a download?"
-    try: return any(p.stat().st_size for p in dest.glob(f'{PULL_STATE}/download/*.part'))
+    try: return any(p.stat().st_size for p in pull_state(dest).glob('download/*.part'))
     except FileNotFoundError: return False  # renamed as we looked
 
 
@@ -324,7 +319,7 @@ def test_kill_9_mid_pull_then_again_is_a_clean_pull(tmp_path, web):
     srv.delay = 0
     assert pull(url, dest, progress=False).ok
     assert not list(dest.rglob('.*.tmp')) and not list(dest.rglob('*.part'))
-    assert pulled(dest) == pulled(pull_clean(url, tmp_path)) and len(pulled(dest)) == 1 + 12
+    assert tree(dest) == tree(pull_clean(url, tmp_path)) and len(tree(dest)) == 1 + 12
 
 
 def test_a_full_disk_is_raised_not_called_damage(tmp_path, monkeypatch):
@@ -332,6 +327,6 @@ def test_a_full_disk_is_raised_not_called_damage(tmp_path, monkeypatch):
     def full(*args, **kw): raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(depthseg.pack, 'atomic_open', full)
     with pytest.raises(OSError, match='No space left'): pull(tmp_path/'src', tmp_path/'dest', workers=1, progress=False)
-    assert not list((tmp_path/'dest'/PULL_STATE).glob('*.done'))
+    assert not list(pull_state(tmp_path/'dest').glob('*.done'))
     monkeypatch.undo()
     assert pull(tmp_path/'src', tmp_path/'dest', workers=1, progress=False).ok

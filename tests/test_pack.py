@@ -44,7 +44,7 @@ def server(tmp_path):
 
 def files(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob('*'))
-            if p.is_file() and '.depthseg-pull' not in p.parts}
+            if p.is_file()}
 
 
 @pytest.fixture
