@@ -43,7 +43,7 @@ def prepare_backgrounds(
 ) -> StageReport:
     "Write every usable photo of folder or zip `src` as `out/bg/bg_NNN.jpg`, `size` x `size` RGB JPEG."
     if crop not in CROPS: raise BadArgument(f'crop must be one of {CROPS}, not {crop!r}')
-    check_range(8, size=size); check_range(1, 100, quality=quality)
+    check_range(8, 4096, size=size); check_range(1, 100, quality=quality)
     def convert(im, name):
         buf = io.BytesIO(); square(im, size, crop).save(buf, 'JPEG', quality=quality)
         return {BG: buf.getvalue()}

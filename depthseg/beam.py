@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composites import CompositesJob, CompositesPlan, finish_composites, make_pair, plan_composites, prepare_folders
-from .depth import NO_WEIGHTS, DepthSpec, composite_pixels, depth_backend, label_batch, plan_depth
+from .depth import NO_WEIGHTS, DepthSpec, calibration_rows, composite_pixels, depth_backend, label_batch, plan_depth
 from .layout import COMPOSITES, DEPTH, DEPTH16, MASKS
 from .pixels import merge_stats, save_stage_stats
 from .stats import write_card
@@ -28,13 +28,13 @@ def _composites(pair: tuple, job: CompositesJob, store) -> dict:
     return stats
 
 # %% ../nbs/13_beam.ipynb #f12b22dc
-def _depth_fn(spec: DepthSpec, plan: CompositesPlan, store, scale: float | None):
+def _depth_fn(spec: DepthSpec, plan: CompositesPlan, store, affine: tuple[float, float] | None):
     "A Beam `DoFn` labelling batches `(start, stop)` of the rows of `plan` with `label_batch` (defined on first use: Beam is optional)."
     beam = beam_module()
 
     class LabelBatches(beam.DoFn):
         def setup(self):
-            self.model = depth_backend(spec); self.model.scale = scale
+            self.model = depth_backend(spec); self.model.affine = affine
         def process(self, batch, composites_done):  # the side input holds the batch back until every composite is made
             written, stats = label_batch(list(plan.rows(*batch)), spec, store, self.model)
             beam.metrics.Metrics.counter('depthseg', 'depth maps written').inc(written)
@@ -53,15 +53,16 @@ class BeamReport:
         return f'beam: {self.total:,} composites in {self.dataset} ({self.composites:,} written and {self.maps:,} depth maps made by this run)'
 
 # %% ../nbs/13_beam.ipynb #b3101c9f
-def _plan_depth(store, plan: CompositesPlan, spec: DepthSpec) -> tuple[float | None, int]:
-    "Check and record the depth run on the launcher, calibrating on the first composites (made here); the scale, and the composites made."
-    model, first = depth_backend(spec), list(plan.rows(0, spec.calibration))
-    firsts = dict.fromkeys((r['bg'], r['fg']) for r in first)
-    made = sum(make_pair(p, plan.job, store, count=False)[0] for p in plan.pairs() if p[:2] in firsts)
-    return plan_depth(store, spec, model, lambda: np.stack(composite_pixels(store, first)))['scale'], made
+def _plan_depth(store, plan: CompositesPlan, spec: DepthSpec) -> tuple[tuple[float, float] | None, int]:
+    "Check and record the depth run on the launcher, calibrating on composites of every background (made here); the affine map, and the composites made."
+    picked = calibration_rows(list(plan.rows()), spec.calibration)  # the rows make_depth picks
+    pairs = dict.fromkeys((r['bg'], r['fg']) for r in picked)
+    made = sum(make_pair(p, plan.job, store, count=False)[0] for p in plan.pairs() if p[:2] in pairs)
+    affine = plan_depth(store, spec, depth_backend(spec), lambda: np.stack(composite_pixels(store, picked)))['affine']
+    return affine and tuple(affine), made
 
 # %% ../nbs/13_beam.ipynb #0d80d5f0
-def _pipeline(pl, store, plan: CompositesPlan, spec: DepthSpec | None, scale: float | None):
+def _pipeline(pl, store, plan: CompositesPlan, spec: DepthSpec | None, affine: tuple[float, float] | None):
     "Wire the composites and depth units into Beam pipeline `pl`."
     beam = beam_module()
     stats = (pl | 'Pairs' >> beam.Create(list(plan.pairs())) | 'Spread' >> beam.Reshuffle()
@@ -71,7 +72,7 @@ def _pipeline(pl, store, plan: CompositesPlan, spec: DepthSpec | None, scale: fl
         done = beam.pvalue.AsSingleton(stats | 'Count' >> beam.combiners.Count.Globally())
         starts = range(0, plan.total, spec.batch_size)
         parts.append(pl | 'Batches' >> beam.Create([(s, s + spec.batch_size) for s in starts]) | 'Spread batches' >> beam.Reshuffle()
-                        | 'Depth' >> beam.ParDo(_depth_fn(spec, plan, store, scale), done))
+                        | 'Depth' >> beam.ParDo(_depth_fn(spec, plan, store, affine), done))
     stage = 'depth' if spec else 'composites'  # the last stage whose pixels were counted
     (parts | 'All statistics' >> beam.Flatten() | 'Sum' >> beam.CombineGlobally(merge_stats)
            | 'Record' >> beam.Map(lambda stats: save_stage_stats(store, stats, stage)))
@@ -94,11 +95,11 @@ def make_beam(
     with store.hold('beam', wait):
         plan = plan_composites(store, job, backgrounds, foregrounds)
         prepare_folders(store, plan, (COMPOSITES, MASKS) + ((DEPTH, DEPTH16) if depth else ()))
-        scale, made = _plan_depth(store, plan, depth) if depth else (None, 0)
+        affine, made = _plan_depth(store, plan, depth) if depth else (None, 0)
         if not depth and progress: print(f'depth: skipped, no depth spec given. {NO_WEIGHTS}')
         options = PipelineOptions(list(pipeline_args or []))
         pl = beam.Pipeline(options=options)
-        _pipeline(pl, store, plan, depth, scale)
+        _pipeline(pl, store, plan, depth, affine)
         if progress: print(f'beam: running on {options.view_as(StandardOptions).runner or "DirectRunner"}')
         result = pl.run(); result.wait_until_finish()
         counts = {c.key.metric.name: c.committed for c in result.metrics().query()['counters'] if c.key.metric.namespace == 'depthseg'}

@@ -18,7 +18,7 @@ from .beam import make_beam
 from .composites import CompositesJob, make_composites
 from .core import BadArgument, BadInput, Busy, RejectedInputs, check_range, dataset_lock
 from .data import to_tfrecord
-from .depth import NO_WEIGHTS, DepthSpec, make_depth
+from .depth import DepthSpec, make_depth
 from .foregrounds import prepare_foregrounds
 from .pack import pack, pull, push
 from .samples import sample_dir
@@ -32,19 +32,20 @@ __all__ = ['COMMANDS', 'demo', 'add_command', 'parser', 'native_stderr_muted', '
 def demo(
     out, # dataset folder to create
     positions:int=4, # placements per (background, foreground) pair, and as many mirrored; the reference uses 20
-    weights:str|None=None, # DenseDepth's nyu.h5 (path or URL) for the depth maps; without it the depth stage is skipped
+    weights:str|None=None, # DenseDepth's nyu.h5 (path or URL) for the depth maps; without it the scenes' exact depth
     workers:int|None=None, # worker processes (default: all cores)
     progress:bool=True, # show progress bars and summaries
 ):
     "Build a small dataset from the embedded sample data: backgrounds, foregrounds, masks, composites, depth and its card."
     check_range(1, positions=positions, workers=workers)
     if Path(out).exists() and any(Path(out).iterdir()): raise BadArgument(f'{out}: not empty; the demo makes a new dataset folder')
+    if weights and not str(weights).startswith(('http://', 'https://')) and not Path(weights).expanduser().is_file():
+        raise BadArgument(f'{weights}: no weights file there')
     with dataset_lock(out, 'demo'):  # one lock for every stage
         prepare_backgrounds(sample_dir('backgrounds'), out, progress=progress)
         prepare_foregrounds(sample_dir('foregrounds'), out, progress=progress)
         report = make_composites(out, CompositesJob(positions=positions), workers=workers, progress=progress)
-        if weights: make_depth(out, DepthSpec(weights=weights), progress=progress)
-        elif progress: print(f'depth: skipped, no pretrained weights here. {NO_WEIGHTS}')
+        make_depth(out, DepthSpec(weights=weights) if weights else DepthSpec('exact'), progress=progress)
         write_card(out, recompute=False, workers=workers, progress=progress)
     return report
 
@@ -102,9 +103,13 @@ def add_command(sub, name: str, fn):
         else: _add_option(p, pname, param.default, hints.get(pname, str), docs.get(pname))
     p.set_defaults(fn=fn, command=name)
 
+class _Parser(argparse.ArgumentParser):
+    "An argument parser whose mistakes are one line, `depthseg SUBCOMMAND: error: ...` (exit 2); `--help` still shows the usage."
+    def error(self, message): self.exit(2, f'{self.prog}: error: {message}\n')
+
 def parser() -> argparse.ArgumentParser:
     "The `depthseg` argument parser, one subcommand per stage."
-    ap = argparse.ArgumentParser('depthseg', description='Build synthetic depth and segmentation datasets.')
+    ap = _Parser('depthseg', description='Build synthetic depth and segmentation datasets.')
     ap.add_argument('--version', action='version', version=f'depthseg {__version__}')
     ap.add_argument('--verbose', action='store_true', help="show TensorFlow's own log lines")
     ap.add_argument('--debug', action='store_true', help='show the traceback of an error, not only its one-line message')

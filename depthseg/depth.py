@@ -14,19 +14,24 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from .core import BadArgument, atomic_open, check_range, file_sha256, optional_import
-from .layout import COMPOSITES, DEPTH, DEPTH16, DEPTH_RECORD, MANIFEST, depth_files
+from . import __version__
+from .backgrounds import CROPS, square
+from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, optional_import
+from .layout import BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_RECORD, MANIFEST, bg_file, depth_files, sources_table
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
+from .samples import DEPTH_DIR, sample_depth, sample_dir
 from .store import check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json
 
 # %% auto #0
-__all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BACKENDS', 'NO_WEIGHTS', 'gpu_summary',
-           'densedepth_model', 'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess',
-           'densedepth_backend', 'depth_anything_backend', 'Resolution', 'DepthSpec', 'depth_backend', 'quantize',
-           'encode_maps', 'depth_record', 'plan_depth', 'composite_pixels', 'label_batch', 'make_depth']
+__all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMAGENET_MEAN', 'IMAGENET_STD',
+           'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'gpu_summary', 'densedepth_model', 'load_densedepth',
+           'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend',
+           'preset_sha256', 'ExactBackend', 'scene_depth', 'exact_backend', 'align_disparity', 'Resolution',
+           'DepthSpec', 'depth_backend', 'quantize', 'encode_maps', 'depth_record', 'calibration_rows', 'plan_depth',
+           'composite_pixels', 'label_batch', 'make_depth']
 
 # %% ../nbs/09_depth.ipynb #d08c11e5
 def gpu_summary() -> str:
@@ -121,31 +126,33 @@ def fetch_weights(src, sha256: str | None = None, cache=None) -> Path:
 # %% ../nbs/09_depth.ipynb #3681d7f8
 @dataclass
 class DepthBackend:
-    "A depth model and its pre- and post-processing, giving depth on the stored scale."
+    "A depth model, its pre- and post-processing and what its output means; `run` gives maps on the stored scale."
     name: str                 # 'densedepth', 'depth_anything', ...
-    model: Callable           # Keras model
+    model: Callable           # preprocessed images -> metres (metric) or inverse depth (relative)
     resolution: tuple[int, int]  # (height, width) the model runs at
-    weights_sha256: str       # of the weights file, or of the preset name
-    relative: bool            # True: the model gives relative inverse depth, calibrated per dataset
-    scale: float | None = None  # calibration constant of a relative backend, set by `calibrate`
-    far_limit: str = ''       # what the stored maximum means, in words
+    weights_sha256: str       # of the weights file, or of a preset's files
+    kind: str                 # 'metric' (z-depth in metres) or 'relative' (affine-invariant inverse depth)
+    far_limit: float | None = None  # metric: the metres stored as the maximum value
+    labeller: str = ''        # the model and its version, in words
+    licence: str = ''         # of the weights
+    affine: tuple[float, float] | None = None  # relative: the inverse depths stored as 0 and as the maximum (`calibrate`)
     preprocess: Callable = field(default=None, repr=False)
     _compiled: Callable | None = field(default=None, repr=False, init=False)
 
     def raw(self, images):
-        "Model output for uint8 `images` (B, h, w, 3), at the model's resolution: depth/10 m or inverse depth."
+        "Model output for uint8 `images` (B, h, w, 3), at the model's resolution, in float32: metres, or inverse depth."
         import tensorflow as tf
         x = tf.image.resize(tf.cast(images, tf.float32), self.resolution)
         return tf.cast(self.model(self.preprocess(x), training=False), tf.float32)
 
     def run(self, images):
-        "Depth of uint8 `images` (B, h, w, 3) on the stored scale: floats in [0, 1] of the same height and width."
+        "Maps of uint8 `images` (B, h, w, 3) on the stored scale: floats in [0, 1] of the same height and width."
         import tensorflow as tf
         y = self.raw(images)
-        if self.relative:
-            if self.scale is None: raise ValueError(f'{self.name}: call calibrate() first: a relative backend needs a global scale')
-            y = tf.clip_by_value(self.scale / tf.maximum(y, 1e-6), 0, 1)
-        return tf.image.resize(y, tf.shape(images)[1:3])
+        if self.kind == 'metric': y = y / self.far_limit
+        elif self.affine is None: raise ValueError(f'{self.name}: call calibrate() first: a relative backend needs its affine map')
+        else: y = (y - self.affine[0]) / (self.affine[1] - self.affine[0])
+        return tf.clip_by_value(tf.image.resize(y, tf.shape(images)[1:3]), 0, 1)
 
     def compiled(self) -> Callable:
         "`run` as a `tf.function`, traced once per backend and reused by every call of the stage."
@@ -154,16 +161,35 @@ class DepthBackend:
             self._compiled = tf.function(self.run, reduce_retracing=True)
         return self._compiled
 
-    def calibrate(self, images, percentile: float = 1.0):
-        "Set the global scale of a relative backend from sample `images`: the `percentile` of their inverse depth."
-        if self.relative: self.scale = float(np.percentile(np.asarray(self.raw(images)), percentile))
+    def calibrate(self, images, percentiles: tuple[float, float] = (1, 99)):
+        "Fix the affine map of a relative backend from sample `images`: the `percentiles` of their inverse depth go to 0 and 1."
+        if self.kind == 'metric': return self
+        lo, hi = (float(v) for v in np.percentile(np.asarray(self.raw(images)), percentiles))
+        if not hi > lo: raise ValueError(f'{self.name}: the same inverse depth {lo} everywhere in the calibration composites; no map to fix')
+        self.affine = (lo, hi)
         return self
+
+    def label(self, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
+        "Maps (B, h, w, 1) on the stored scale of composites `images`, rows `rows` of the manifest of `store`."
+        return self.compiled()(np.stack(images)).numpy()
+
+    def meaning(self) -> dict:
+        "What the stored values mean: kind, units, 0 and the maximum, the labeller and the licence (for the records and the card)."
+        if self.kind == 'metric':
+            m = dict(kind='metric z-depth', units='metres', zero='at the camera', maximum=f'{self.far_limit:g} m or farther',
+                     value=f'v / 255 * {self.far_limit:g} m (v / 65535 in 16 bits)')
+        else:
+            (lo, hi), f = self.affine, '{:.6g}'.format
+            m = dict(kind='relative inverse depth', units='none: affine-invariant inverse depth (disparity)',
+                     zero=f'inverse depth {f(lo)} or less (the far end)', maximum=f'inverse depth {f(hi)} or more (the near end)',
+                     value=f'255 * (d - {f(lo)}) / ({f(hi)} - {f(lo)}), d the model\'s output')
+        return m | dict(labeller=dict(name=self.name, model=self.labeller, weights_sha256=self.weights_sha256), licence=self.licence)
 
 # %% ../nbs/09_depth.ipynb #fe59bed9
 def densedepth_postprocess(y):
-    "DenseDepth output `y` to depth in units of 10 m: `clip(1000 / y, 10, 1000) / 1000`."
+    "DenseDepth output `y` to metres, as the reference: `clip(1000 / y, 10, 1000) / 100` (a negative output is the near limit)."
     import tensorflow as tf
-    return tf.clip_by_value(1000 / tf.maximum(y, 1e-3), 10, 1000) / 1000
+    return tf.clip_by_value(1000 / tf.cast(y, tf.float32), 10, 1000) / 100
 
 # %% ../nbs/09_depth.ipynb #74a3f061
 def densedepth_backend(weights, resolution=(480, 640), sha256: str | None = None) -> DepthBackend:
@@ -172,8 +198,11 @@ def densedepth_backend(weights, resolution=(480, 640), sha256: str | None = None
     path = fetch_weights(weights, sha256)
     model = load_densedepth(path)
     return DepthBackend('densedepth', lambda x, training=False: densedepth_postprocess(model(x, training=training)),
-                        tuple(resolution), file_sha256(path), relative=False, far_limit='10 m',
-                        preprocess=lambda x: x / 255)
+                        tuple(resolution), file_sha256(path), 'metric', far_limit=10.0, labeller=DENSEDEPTH,
+                        licence=DENSEDEPTH_LICENCE, preprocess=lambda x: x / 255)
+
+DENSEDEPTH = 'DenseDepth (Alhashim and Wonka, 2018), NYU Depth v2 weights nyu.h5'
+DENSEDEPTH_LICENCE = "as published with DenseDepth's code (GPL-3.0), which states no separate licence for the weights"
 
 # %% ../nbs/09_depth.ipynb #d102129f
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -185,18 +214,89 @@ def depth_anything_backend(preset: str | None = None, weights=None, resolution=N
     import keras
     if (preset is None) == (weights is None): raise ValueError('give either a KerasHub preset or a .keras weights file')
     keras_hub = optional_import('keras_hub', 'hub')  # and it registers the classes a .keras file refers to
-    if preset:
-        model, digest = keras_hub.models.DepthAnythingDepthEstimator.from_preset(preset), hashlib.sha256(preset.encode()).hexdigest()
+    if preset: model, digest = _from_preset(keras_hub, preset), preset_sha256(preset)
     else:
         path = fetch_weights(weights)
         model, digest = keras.saving.load_model(path, compile=False), file_sha256(path)
+    kind, far = getattr(model, 'depth_estimation_type', None), getattr(model, 'max_depth', None)
+    if kind not in ('relative', 'metric') or (kind == 'metric' and not far):
+        raise ValueError(f'{preset or weights}: a Depth Anything estimator says whether it is relative or metric (with its max_depth); this one does not')
     shape = model.input_shape['images'] if isinstance(model.input_shape, dict) else model.input_shape
     resolution = tuple(resolution or shape[1:3])
     def infer(x, training=False):
         out = model({'images': x} if isinstance(model.input_shape, dict) else x, training=training)
         return out['depths'] if isinstance(out, dict) else out
-    return DepthBackend('depth_anything', infer, resolution, digest, relative=True,
-                        far_limit='the 1st percentile of inverse depth over the calibration composites', preprocess=_imagenet)
+    return DepthBackend('depth_anything', infer, resolution, digest, kind, far_limit=far, preprocess=_imagenet,
+                        labeller=f'Depth Anything V2 ({kind}) through KerasHub {keras_hub.__version__}',
+                        licence=DEPTH_ANYTHING_LICENCES.get(preset, 'not known to depthseg: that of the weights you supplied'))
+
+DEPTH_ANYTHING_LICENCES = {'depth_anything_v2_small': 'Apache-2.0', 'depth_anything_v2_base': 'CC-BY-NC-4.0',
+                           'depth_anything_v2_large': 'CC-BY-NC-4.0'}
+
+def _from_preset(keras_hub, preset: str):
+    "The estimator of KerasHub `preset`; one published without a task file (KerasHub's V2 presets) is the relative model."
+    estimator = keras_hub.models.DepthAnythingDepthEstimator
+    try: return estimator.from_preset(preset)
+    except TypeError as e:  # no task.json: the estimator is rebuilt from the backbone, and needs to be told its kind
+        if 'depth_estimation_type' not in str(e): raise
+        return estimator.from_preset(preset, depth_estimation_type='relative')
+
+def preset_sha256(preset: str) -> str:
+    "SHA-256 over the names and contents of the files of KerasHub `preset` (a local folder, or a handle in KerasHub's cache)."
+    from keras_hub.src.utils.preset_utils import get_file  # where a handle's files are (KerasHub has no public call for it)
+    folder = Path(get_file(preset, 'config.json')).parent
+    files = sorted(p for p in folder.rglob('*') if p.is_file())
+    return hashlib.sha256(''.join(f'{p.relative_to(folder).as_posix()} {file_sha256(p)}\n' for p in files).encode()).hexdigest()
+
+# %% ../nbs/09_depth.ipynb #5970d6b1
+@dataclass
+class ExactBackend(DepthBackend):
+    "The true depth of composites of depthseg's sample scenes (no model): each background's rendered depth, the cut-out at its foot point's."
+    scenes: dict = field(default_factory=dict, repr=False)  # (background, size) -> its true depth, found once
+
+    def label(self, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
+        out = []
+        for r, im in zip(rows, images):
+            key = (r['bg'], im.shape[:2])
+            if key not in self.scenes: self.scenes[key] = scene_depth(store, *key)
+            depth = self.scenes[key].copy()
+            mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
+            if mask.any():
+                ys, xs = np.nonzero(mask); foot = ys.max()
+                depth[mask] = depth[foot, int(round(xs[ys == foot].mean()))]
+            out.append(np.clip(depth / self.far_limit, 0, 1)[..., None])
+        return np.stack(out).astype(np.float32)
+
+def scene_depth(store, bg: str, size: tuple[int, int]) -> np.ndarray:
+    "True depth (metres) of background `bg` of the dataset in `store` at `size`; `BadInput` unless it is a sample scene as the backgrounds stage made it."
+    source = {r['id']: r for r in iter_table(store, sources_table(BG))}[bg]
+    sample = sample_dir('backgrounds')/Path(source['source']).name
+    if not sample.is_file() or file_sha256(sample) != source['sha256']:
+        raise BadInput(store.path(sources_table(BG)), f"{bg} comes from {source['source']!r}, not one of depthseg's sample scenes; the exact backend knows only those")
+    stored = np.asarray(decode_jpeg(store.read(bg_file(bg))).numpy(), np.float32)
+    truth = Image.fromarray(sample_depth(sample.name), 'F')
+    with Image.open(sample) as photo:
+        for crop in CROPS:  # which crop the backgrounds stage used: the one whose pixels it stored
+            if np.abs(np.asarray(square(photo, stored.shape[0], crop), np.float32) - stored).mean() < 4:
+                fit = truth.resize(stored.shape[1::-1], Image.Resampling.NEAREST) if crop == 'stretch' else \
+                      ImageOps.fit(truth, stored.shape[1::-1], Image.Resampling.NEAREST)
+                return np.asarray(fit.resize(size[::-1], Image.Resampling.NEAREST), np.float32)
+    raise BadInput(store.path(bg_file(bg)), f'not the sample scene {sample.name} as the backgrounds stage makes it')
+
+def exact_backend() -> ExactBackend:
+    "The `exact` backend: metric, 255 = 10 m, its 'weights' the SHA-256 of the sample scenes' depth files."
+    files = sorted(sample_dir(DEPTH_DIR).iterdir())
+    digest = hashlib.sha256(''.join(f'{p.name} {file_sha256(p)}\n' for p in files).encode()).hexdigest()
+    return ExactBackend('exact', None, None, digest, 'metric', far_limit=10.0, licence="Apache-2.0 (depthseg's own sample data)",
+                        labeller=f"exact: the rendered depth of depthseg's sample scenes, the cut-out at its foot point (depthseg {__version__})")
+
+# %% ../nbs/09_depth.ipynb #095b7af6
+def align_disparity(pred, label, mask=None) -> np.ndarray:
+    "`pred` under the scale and shift that fit it best to `label` by least squares, over `mask` (default: everywhere)."
+    p, y = np.asarray(pred, np.float64), np.asarray(label, np.float64)
+    m = np.ones(p.shape, bool) if mask is None else np.asarray(mask, bool)
+    (s, t), *_ = np.linalg.lstsq(np.stack([p[m], np.ones(m.sum())], 1), y[m], rcond=None)
+    return s * p + t
 
 # %% ../nbs/09_depth.ipynb #31349070
 class Resolution(NamedTuple):
@@ -213,34 +313,42 @@ class Resolution(NamedTuple):
         raise ValueError(f"resolution must be HxW (e.g. 480x640) or N (e.g. 224), not {text!r}")
 
 # %% ../nbs/09_depth.ipynb #263c44ad
-BACKENDS = ('densedepth', 'depth_anything')
+BACKENDS = ('densedepth', 'depth_anything', 'exact')
 
 @dataclass(frozen=True)
 class DepthSpec:
     "Which model labels the composites, and how the maps are stored."
-    backend: str = 'densedepth'  # 'densedepth' (the reference) or 'depth_anything' (KerasHub)
+    backend: str = 'densedepth'  # 'densedepth' (the reference), 'depth_anything' (KerasHub) or 'exact' (the sample scenes' true depth)
     weights: str | None = None  # weights file or URL: DenseDepth's `nyu.h5`, or a Depth Anything `.keras` file
     preset: str | None = None  # KerasHub preset for depth_anything, e.g. 'depth_anything_v2_small' (needs internet)
-    resolution: Resolution | None = None  # inference size, e.g. 480x640 (DenseDepth's default) or 224x224 (6x faster)
+    resolution: Resolution | None = None  # inference size, e.g. 480x640 (DenseDepth's default) or 224x224 (5x faster)
     batch_size: int = 16  # composites per model call
     fmt: str = 'png'  # 'png' (lossless) or 'jpg' for the 8-bit maps
     full_precision: bool = False  # also write 16-bit PNG maps in `bgfg_depth16/`
-    calibration: int = 64  # composites (the first of the manifest) that set a relative backend's global scale
+    calibration: int = 64  # composites, drawn from every background, that fix a relative backend's affine map
 
     def __post_init__(self):
         if self.backend not in BACKENDS: raise ValueError(f'backend must be one of {BACKENDS}, not {self.backend!r}')
         if self.fmt not in ('png', 'jpg'): raise ValueError(f"fmt must be 'png' or 'jpg', not {self.fmt!r}")
         if self.batch_size < 1: raise ValueError(f'batch size must be at least 1, not {self.batch_size}')
+        if self.calibration < 1: raise ValueError(f'calibration must be at least 1, not {self.calibration}')
         if self.weights is not None: object.__setattr__(self, 'weights', str(self.weights))
         if isinstance(self.resolution, str): object.__setattr__(self, 'resolution', Resolution.parse(self.resolution))
         elif self.resolution is not None: object.__setattr__(self, 'resolution', Resolution(*self.resolution))
+        if self.resolution and max(self.resolution) > 4096: raise ValueError(f'resolution must be at most 4096x4096, not {self.resolution.height}x{self.resolution.width}')
+        if self.backend == 'densedepth' and self.resolution and (self.resolution.height % 32 or self.resolution.width % 32):
+            raise ValueError(f'DenseDepth needs a resolution in multiples of 32 (e.g. 480x640 or 224x224), not {self.resolution.height}x{self.resolution.width}')
 
 # %% ../nbs/09_depth.ipynb #a238b6ba
 def depth_backend(spec: DepthSpec) -> DepthBackend:
     "The backend `spec` names, from its weights or KerasHub preset."
     if spec.backend == 'densedepth' and not spec.weights: raise BadArgument(NO_WEIGHTS)  # before TensorFlow loads, seconds
+    if spec.backend == 'exact': return exact_backend()
+    if spec.backend == 'depth_anything' and (spec.preset is None) == (spec.weights is None):
+        raise BadArgument('the depth_anything backend takes --preset (a KerasHub preset or folder) or --weights (a .keras file): one of them')
     import tensorflow as tf
-    if tf.config.list_physical_devices('GPU'): import keras; keras.mixed_precision.set_global_policy('mixed_float16')
+    if tf.config.list_physical_devices('GPU') and not spec.full_precision:  # 16-bit maps need float32 throughout
+        import keras; keras.mixed_precision.set_global_policy('mixed_float16')
     if spec.backend == 'densedepth':
         return densedepth_backend(spec.weights, spec.resolution or (480, 640))
     return depth_anything_backend(spec.preset, spec.weights, spec.resolution)
@@ -264,20 +372,26 @@ def encode_maps(depth: np.ndarray, fmt: str = 'png', full_precision: bool = Fals
     return [b.getvalue(), b16.getvalue()]
 
 # %% ../nbs/09_depth.ipynb #a23add1c
-def depth_record(model: DepthBackend, spec: DepthSpec, old: dict | None, first_images: Callable[[], np.ndarray]) -> dict:
-    "What `depth.json` holds for `model` run as `spec`; a relative one takes the scale of `old` or is calibrated on `first_images()`."
-    if model.relative:
-        if old and old.get('weights_sha256') == model.weights_sha256: model.scale = old['scale']
-        else: model.calibrate(first_images())
-    return dict(backend=model.name, weights_sha256=model.weights_sha256, resolution=list(model.resolution),
-                scale=model.scale, relative=model.relative, far_limit=model.far_limit, fmt=spec.fmt,
-                full_precision=spec.full_precision,
-                convention='value proportional to depth: 0 at the camera, larger farther, the maximum (255 or 65535) the far limit')
+def depth_record(model: DepthBackend, spec: DepthSpec, old: dict | None, calibration_images: Callable[[], np.ndarray]) -> dict:
+    "What `depth.json` holds for `model` run as `spec`; a relative one keeps the affine map of `old` or is calibrated on `calibration_images()`."
+    if model.kind == 'relative':
+        if old and old.get('weights_sha256') == model.weights_sha256 and old.get('affine'): model.affine = tuple(old['affine'])
+        else: model.calibrate(calibration_images())
+    return dict(backend=model.name, weights_sha256=model.weights_sha256, resolution=model.resolution and list(model.resolution), kind=model.kind,
+                far_limit=model.far_limit, affine=list(model.affine) if model.affine else None, fmt=spec.fmt,
+                full_precision=spec.full_precision, labels=model.meaning())
 
-def plan_depth(store, spec: DepthSpec, model: DepthBackend, first_images: Callable[[], np.ndarray]) -> dict:
+def calibration_rows(rows: list[dict], n: int) -> list[dict]:
+    "About `n` of manifest `rows`, the same number from every background, evenly spaced within it (at least one each)."
+    by_bg: dict[str, list[dict]] = {}
+    for r in rows: by_bg.setdefault(r['bg'], []).append(r)
+    each = -(-n // max(len(by_bg), 1))
+    return [g[i * len(g) // min(each, len(g))] for g in by_bg.values() for i in range(min(each, len(g)))]
+
+def plan_depth(store, spec: DepthSpec, model: DepthBackend, calibration_images: Callable[[], np.ndarray]) -> dict:
     "The record of labelling the dataset in `store` with `model`, checked against an earlier run's and the composites', and written."
     check_lineage(store, 'composites')
-    return check_record(store, 'depth', depth_record(model, spec, read_json(store, DEPTH_RECORD), first_images))
+    return check_record(store, 'depth', depth_record(model, spec, read_json(store, DEPTH_RECORD), calibration_images))
 
 # %% ../nbs/09_depth.ipynb #c33f56b2
 def composite_pixels(store, rows: list[dict]) -> list[np.ndarray]:
@@ -294,7 +408,7 @@ def label_batch(rows: list[dict], spec: DepthSpec, store, model: DepthBackend) -
     written = sum(not all(f in there for f in o) for o in outs)
     if not written: maps = [store.read(o[0]) for o in outs]
     else:
-        depth = model.compiled()(np.stack(images)).numpy()
+        depth = model.label(rows, images, store)
         maps = []
         for o, d in zip(outs, depth):
             encoded = encode_maps(d, spec.fmt, spec.full_precision)
@@ -315,14 +429,14 @@ def make_depth(
     wait:bool=False, # wait for another run on this dataset to finish instead of stopping
     progress:bool=True, # show a progress bar and a summary
 ) -> dict:
-    "Write a depth map for every composite of `dataset`, with one global scale; return the record."
+    "Write a depth map for every composite of `dataset`, on one scale for the whole dataset; return the record."
     check_range(1, limit=limit)
     store = open_store(dataset)
     with store.hold('depth', wait):
         check_dataset(store, ('composites',))  # finished, and made from the sources there
         rows = list(iter_manifest(store))[:limit]
         model = model or depth_backend(spec)
-        meta = plan_depth(store, spec, model, lambda: np.stack(composite_pixels(store, rows[:spec.calibration])))
+        meta = plan_depth(store, spec, model, lambda: np.stack(composite_pixels(store, calibration_rows(rows, spec.calibration))))
         for folder in (DEPTH, DEPTH16)[:1 + spec.full_precision]:
             store.clean(folder)
             for bg in dict.fromkeys(r['bg'] for r in rows): store.makedirs(f'{folder}/{bg}')
@@ -332,5 +446,5 @@ def make_depth(
             for b, (n, st) in zip(batches, pool.map(lambda b: label_batch(b, spec, store, model), batches)):
                 written += n; parts.append(st); bar.update(len(b))
         if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth')
-    if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {meta["backend"]} at {model.resolution}')
+    if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}')
     return meta

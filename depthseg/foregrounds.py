@@ -55,7 +55,7 @@ def prepare_foregrounds(
     progress:bool=True, # show a progress bar and a summary
 ) -> StageReport:
     "Write every usable cut-out of folder or zip `src` as `out/fg/fg_NNN.png` with its mask `out/fg_mask/fg_mask_NNN.png`."
-    check_range(8, height=height, max_width=max_width); check_range(0, 254, threshold=threshold)
+    check_range(8, 4096, height=height, max_width=max_width); check_range(0, 254, threshold=threshold)
     def convert(im, name):
         fg, mask = cut_out(im, name, height, max_width, threshold)
         return {FG: _png(fg), FG_MASK: _png(mask)}

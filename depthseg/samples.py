@@ -6,72 +6,198 @@ Docs: https://depthseg.github.io/depthseg/samples.html.md"""
 
 # %% ../nbs/04_samples.ipynb #fad483e5
 from __future__ import annotations
-import importlib.resources, io
+import importlib.resources, io, json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 # %% auto #0
-__all__ = ['SKIN', 'ROOM_SIZES', 'PROVENANCE', 'sample_dir', 'draw_room', 'draw_person', 'draw_dog', 'make_samples']
+__all__ = ['DEPTH_DIR', 'ROOM_SIZES', 'VFOV', 'SKIN', 'SCENES', 'UNITS', 'PROVENANCE', 'sample_dir', 'draw_room', 'room_depth',
+           'room_camera', 'draw_person', 'draw_dog', 'make_samples', 'sample_camera', 'sample_depth']
 
 # %% ../nbs/04_samples.ipynb #b58a88be
+DEPTH_DIR = 'backgrounds_depth'  # the sample rooms' true depth maps and scenes.json
+
 def sample_dir(kind: str) -> Path:
-    "Folder of the embedded sample `kind`: 'backgrounds' or 'foregrounds'."
-    if kind not in ('backgrounds', 'foregrounds'): raise ValueError(f"kind must be 'backgrounds' or 'foregrounds', not {kind!r}")
+    "Folder of the embedded sample `kind`: 'backgrounds', 'foregrounds' or 'backgrounds_depth' (the backgrounds' true depth)."
+    if kind not in ('backgrounds', 'foregrounds', DEPTH_DIR):
+        raise ValueError(f"kind must be 'backgrounds', 'foregrounds' or {DEPTH_DIR!r}, not {kind!r}")
     return Path(str(importlib.resources.files('depthseg')/'sample_data'/kind))
 
 # %% ../nbs/04_samples.ipynb #5ad8154c
+ROOM_SIZES = [(320, 240), (300, 400), (400, 225)]  # landscape, portrait, wide: the sample rooms take them in turn
+VFOV = 60.0  # the camera's vertical field of view in degrees: a phone's main camera held in portrait sees about 65, in landscape about 50
+
 def _colour(rng, lo=40, hi=230): return tuple(int(c) for c in rng.integers(lo, hi, 3))
 
-# %% ../nbs/04_samples.ipynb #2c7def24
 def _shade(c, f): return tuple(int(np.clip(v * f, 0, 255)) for v in c)
 
-# %% ../nbs/04_samples.ipynb #7f42db47
-def draw_room(seed: int, size=(320, 240)) -> Image.Image:
-    "An RGB indoor scene of `size` drawn from `seed`."
+def _mm(rng, lo, hi): return round(float(rng.uniform(lo, hi)), 3)
+
+# %% ../nbs/04_samples.ipynb #2c7def24
+def _scene(seed: int, size) -> SimpleNamespace:
+    "The room of `seed` seen in an image of `size`: camera, walls, windows, door, furniture and lamp, in metres."
     rng = np.random.default_rng([20_24, seed])
-    W, H = size[0] * 2, size[1] * 2
-    im = Image.new('RGB', (W, H)); d = ImageDraw.Draw(im)
-    wall, floor, ceil = _colour(rng, 120, 235), _colour(rng, 50, 170), _colour(rng, 200, 250)
-    x0, y0 = int(W * rng.uniform(.2, .35)), int(H * rng.uniform(.15, .3))
-    x1, y1 = int(W * rng.uniform(.65, .8)), int(H * rng.uniform(.55, .7))
-    d.rectangle((0, 0, W, H), fill=ceil)
-    d.polygon([(0, H), (x0, y1), (x1, y1), (W, H)], fill=floor)
-    d.polygon([(0, 0), (x0, y0), (x0, y1), (0, H)], fill=_shade(wall, .8))
-    d.polygon([(W, 0), (x1, y0), (x1, y1), (W, H)], fill=_shade(wall, .7))
-    d.rectangle((x0, y0, x1, y1), fill=wall)
-    for k in range(1, 8):  # floor boards converge to the vanishing point
-        t = k / 8
-        d.line([(x0 + (x1 - x0) * t, y1), (W * t, H)], fill=_shade(floor, .85), width=2)
-    bw = x1 - x0
-    for _ in range(rng.integers(1, 3)):  # windows or pictures on the back wall
-        w, h = int(bw * rng.uniform(.15, .3)), int((y1 - y0) * rng.uniform(.25, .45))
-        x, y = int(rng.integers(x0 + 5, x1 - w - 5)), int(rng.integers(y0 + 5, y0 + (y1 - y0) // 2))
-        glass = (170, 210, 240) if rng.random() < .6 else _colour(rng)
-        d.rectangle((x, y, x + w, y + h), fill=glass, outline=_shade(wall, .4), width=6)
-        d.line([(x + w // 2, y), (x + w // 2, y + h)], fill=_shade(wall, .4), width=4)
-    if rng.random() < .6:  # a door on the left wall
-        d.polygon([(x0 * .3, H * .25 + y0 * .7), (x0 * .7, y0 + (y1 - y0) * .25), (x0 * .7, y1 + (H - y1) * .15), (x0 * .3, H * .85)],
-                  fill=_colour(rng, 60, 160))
-    for _ in range(rng.integers(1, 4)):  # tables, shelves and counters
-        tw, th = int(W * rng.uniform(.12, .3)), int(H * rng.uniform(.08, .2))
-        tx, ty = int(rng.integers(0, W - tw)), int(rng.integers(y1 - th // 2, H - th - 10))
-        wood = _colour(rng, 60, 180)
-        d.rectangle((tx, ty, tx + tw, ty + th // 3), fill=wood)
-        for lx in (tx + 6, tx + tw - 14): d.rectangle((lx, ty + th // 3, lx + 8, ty + th), fill=_shade(wood, .6))
+    r = SimpleNamespace(size=tuple(size), f=round(float(size[1] / 2 / np.tan(np.deg2rad(VFOV / 2))), 6))  # the same on every machine
+    r.wall, r.floor, r.ceil = _colour(rng, 120, 235), _colour(rng, 50, 170), _colour(rng, 200, 250)
+    r.width, r.height, r.depth, r.camera_height = _mm(rng, 3.5, 7), _mm(rng, 2.5, 3.2), _mm(rng, 4.5, 8), _mm(rng, 1.4, 1.7)
+    r.left = round(r.width * rng.uniform(.35, .65), 3)  # from the left wall to the camera
+    r.x0, r.x1, r.y0, r.y1 = -r.left, round(r.width - r.left, 3), -r.camera_height, round(r.height - r.camera_height, 3)
+    r.windows, r.door = _windows(rng, r), _door(rng, r)
+    r.boxes = _furniture(rng, r)
+    r.lamp = _lamp(rng, r)
+    return r
+
+# %% ../nbs/04_samples.ipynb #7f42db47
+def _windows(rng, r) -> list:
+    "Windows and pictures on the back wall: ((x0, y0, x1, y1), colour)."
+    out = []
+    for _ in range(rng.integers(1, 3)):
+        w, h = round(_mm(rng, .15, .3) * r.width, 3), round(_mm(rng, .25, .4) * r.height, 3)
+        x, y = _mm(rng, r.x0 + .1, r.x1 - w - .1), round(r.y0 + _mm(rng, .8, r.height - h - .15), 3)
+        out.append(((x, y, x + w, y + h), (170, 210, 240) if rng.random() < .6 else _colour(rng)))
+    return out
+
+def _door(rng, r):
+    "A door 0.9 m wide and 2.05 m high in the left wall (its nearer edge's z, its colour), or None."
+    return (_mm(rng, 1, r.depth - 1.2), _colour(rng, 60, 160)) if rng.random() < .6 else None
+
+# %% ../nbs/04_samples.ipynb #7a170ecd
+def _box(lo, hi, colour): return (np.array(lo, float), np.array(hi, float), colour)
+
+def _seen(r, z): return z * r.size[0] / 2 / r.f  # the camera sees from -_seen to _seen across at depth z
+
+def _furniture(rng, r) -> list:
+    "Boxes (corner, opposite corner, colour): tables and cabinets on the floor, things on them."
+    near, boxes = round(r.camera_height * r.f / (r.size[1] / 2) + .3, 3), []  # the bottom row sees floor nearer than this
+    for _ in range(rng.integers(1, 4)):
+        w, d, h = _mm(rng, .6, 1.8), _mm(rng, .4, .8), _mm(rng, .45, .9)
+        z, wood, y = _mm(rng, near, r.depth - d - .05), _colour(rng, 60, 180), r.y0
+        x = round(_mm(rng, max(r.x0 + w / 2, -_seen(r, z)), min(r.x1 - w / 2, _seen(r, z))) - w / 2, 3)  # its middle in view
+        if rng.random() < .5:  # a table: a top on four legs
+            boxes.append(_box((x, y + h - .05, z), (x + w, y + h, z + d), wood))
+            boxes += [_box((a, y, b), (a + .05, y + h - .05, b + .05), _shade(wood, .6)) for a in (x + .03, x + w - .08) for b in (z + .03, z + d - .08)]
+        else: boxes.append(_box((x, y, z), (x + w, y + h, z + d), wood))
         for _ in range(rng.integers(0, 4)):
-            ox = int(rng.integers(tx, tx + tw - 20)); oh = int(rng.integers(10, 40))
-            d.rectangle((ox, ty - oh, ox + 18, ty), fill=_colour(rng))
-    lx = int(rng.uniform(.3, .7) * W)  # a hanging lamp
-    d.line([(lx, 0), (lx, y0 + 20)], fill=(40, 40, 40), width=3)
-    d.pieslice((lx - 40, y0, lx + 40, y0 + 60), 180, 360, fill=_colour(rng, 150, 255))
-    im = im.resize(size, Image.Resampling.LANCZOS)
-    a = np.asarray(im).astype(np.float64)
-    yy, xx = np.mgrid[0:size[1], 0:size[0]]
-    light = 1.1 - .35 * np.hypot((xx - lx / 2) / size[0], yy / size[1])
-    a = a * light[..., None] + rng.normal(0, 3, a.shape)
-    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+            ow, od, oh = _mm(rng, .08, .3), _mm(rng, .08, .25), _mm(rng, .08, .4)
+            ox, oz = _mm(rng, x, x + w - ow), _mm(rng, z, z + d - od)
+            boxes.append(_box((ox, y + h, oz), (ox + ow, y + h + oh, oz + od), _colour(rng)))
+    return boxes
+
+# %% ../nbs/04_samples.ipynb #66eca4a9
+def _lamp(rng, r) -> tuple:
+    "The lamp's bowl (centre of its rim, radius, colour); its cord goes into `r.boxes`."
+    rad = _mm(rng, .18, .28)
+    z = _mm(rng, 2.2, r.depth - 1)
+    x = _mm(rng, max(r.x0 + .6, -.8 * _seen(r, z)), min(r.x1 - .6, .8 * _seen(r, z)))
+    y = round(r.y1 - min(_mm(rng, .3, .8), r.y1 - rad - .15), 3)
+    r.boxes.append(_box((x - .0125, y, z - .0125), (x + .0125, r.y1, z + .0125), (40, 40, 40)))
+    return np.array((x, y, z)), rad, _colour(rng, 150, 255)
+
+# %% ../nbs/04_samples.ipynb #4e5b2ec3
+def _rays(r, s: int) -> tuple:
+    "x and y of the directions (z = 1) through the centres of the pixels, `s` by `s` per pixel: two (H·s, W·s) arrays."
+    W, H = r.size
+    u, v = (np.arange(W * s) + .5) / s, (np.arange(H * s) + .5) / s
+    dx, dy = np.meshgrid((u - W / 2) / r.f, (H / 2 - v) / r.f)
+    return np.where(dx == 0, 1e-12, dx), np.where(dy == 0, 1e-12, dy)
+
+# %% ../nbs/04_samples.ipynb #e1ee9dce
+def _walls(r, dx, dy) -> tuple:
+    "Depth and face of the room's inside each ray meets: 0 left wall, 1 right wall, 2 floor, 3 ceiling, 4 back wall."
+    tx, ty = np.where(dx < 0, r.x0, r.x1) / dx, np.where(dy < 0, r.y0, r.y1) / dy
+    z = np.minimum(np.minimum(tx, ty), r.depth)
+    face = np.select([z == r.depth, z == tx], [4, np.where(dx < 0, 0, 1)], np.where(dy < 0, 2, 3))
+    return z, face
+
+# %% ../nbs/04_samples.ipynb #58209ade
+def _paint(r, s, dx, dy, z, face):
+    "Colours (H·s, W·s, 3) of the room's inside: walls, floor boards, windows and pictures, door."
+    col = np.array([_shade(r.wall, .8), _shade(r.wall, .7), r.floor, r.ceil, r.wall], float)[face]
+    x, y = dx * z, dy * z
+    boards = np.abs(x[..., None] - (r.x0 + r.width * np.arange(1, 8) / 8)).min(-1)  # to the nearest of 7 lines along the floor
+    cover = np.clip((.012 - boards) / (z / r.f / s) + .5, 0, 1) * (face == 2)  # a pixel is z / (f s) metres wide there
+    col += cover[..., None] * (np.array(_shade(r.floor, .8)) - col)
+    for (a, b, c, d), glass in r.windows:
+        frame = (face == 4) & (x >= a) & (x <= c) & (y >= b) & (y <= d)
+        col[frame] = _shade(r.wall, .4)
+        col[frame & (x >= a + .05) & (x <= c - .05) & (y >= b + .05) & (y <= d - .05) & (np.abs(x - (a + c) / 2) > .02)] = glass
+    if r.door: col[(face == 0) & (z >= r.door[0]) & (z <= r.door[0] + .9) & (y <= r.y0 + 2.05)] = r.door[1]
+    return col
+
+# %% ../nbs/04_samples.ipynb #3cd91c9e
+def _bounds(r, s, lo, hi) -> tuple:
+    "Rows and columns (slices, `s` per pixel) that the box from `lo` to `hi`, in front of the camera, may cover."
+    W, H = r.size
+    x, y, z = np.array(np.meshgrid(*zip(lo, hi))).reshape(3, -1)
+    u, v = (W / 2 + r.f * x / z) * s, (H / 2 - r.f * y / z) * s
+    return slice(max(int(u.min()) - 1, 0), max(int(u.max()) + 2, 0)), slice(max(int(v.min()) - 1, 0), max(int(v.max()) + 2, 0))
+
+# %% ../nbs/04_samples.ipynb #5de88211
+def _draw_box(r, s, dx, dy, z, col, lo, hi, colour):
+    "Draw the box from `lo` to `hi` over depth `z` and colours `col` where it is nearer."
+    us, vs = _bounds(r, s, lo, hi)
+    ax, ay, zw, cw = dx[vs, us], dy[vs, us], z[vs, us], col[vs, us]  # views: writing them writes z and col
+    (x0, x1), (y0, y1) = np.sort([lo[0] / ax, hi[0] / ax], 0), np.sort([lo[1] / ay, hi[1] / ay], 0)
+    near = np.maximum(np.maximum(x0, y0), lo[2])  # where the ray enters the box
+    hit = (near <= np.minimum(np.minimum(x1, y1), hi[2])) & (near < zw)
+    face = np.where(near == lo[2], 2, np.where(near == y0, 1, 0))
+    zw[hit] = near[hit]
+    cw[hit] = np.array([_shade(colour, .65), colour, _shade(colour, .82)], float)[face[hit]]
+
+# %% ../nbs/04_samples.ipynb #d8af2db1
+def _draw_lamp(r, s, dx, dy, z, col):
+    "Draw the lamp's bowl over `z` and `col` where it is nearer, shaded as a round thing."
+    c, rad, colour = r.lamp
+    us, vs = _bounds(r, s, c - rad, c + rad)
+    ax, ay, zw, cw = dx[vs, us], dy[vs, us], z[vs, us], col[vs, us]
+    a, b = ax ** 2 + ay ** 2 + 1, ax * c[0] + ay * c[1] + c[2]
+    disc = b ** 2 - a * (c @ c - rad ** 2)
+    t = (b - np.sqrt(np.maximum(disc, 0))) / a  # the nearer of the two points where the ray meets the sphere
+    hit = (disc >= 0) & (ay * t <= c[1]) & (t < zw)  # on its lower half
+    n = (np.stack([ax[hit] * t[hit], ay[hit] * t[hit], t[hit]], -1) - c) / rad
+    zw[hit] = t[hit]
+    cw[hit] = np.array(colour, float) * (.75 + .25 * n[:, :1] - .1 * n[:, 2:])
+
+# %% ../nbs/04_samples.ipynb #e5a72f3e
+def _render(r, s: int) -> tuple:
+    "Colours (H·s, W·s, 3), lit, and depth (H·s, W·s) of room `r`, `s` by `s` rays per pixel."
+    dx, dy = _rays(r, s)
+    z, face = _walls(r, dx, dy)
+    col = _paint(r, s, dx, dy, z, face)
+    for box in r.boxes: _draw_box(r, s, dx, dy, z, col, *box)
+    _draw_lamp(r, s, dx, dy, z, col)
+    lx, ly, lz = r.lamp[0]
+    light = 1.12 - .07 * np.sqrt((dx * z - lx) ** 2 + (dy * z - ly) ** 2 + (z - lz) ** 2)  # by the distance to the lamp
+    return col * np.clip(light, .6, 1.12)[..., None], z
+
+# %% ../nbs/04_samples.ipynb #79258bff
+def _room(seed: int, size) -> tuple[Image.Image, np.ndarray]:
+    "The image of room `seed` at `size` and its depth in metres, from the same scene."
+    r = _scene(seed, size)
+    im = Image.fromarray(np.clip(np.rint(_render(r, 2)[0]), 0, 255).astype(np.uint8)).resize(r.size, Image.Resampling.LANCZOS)
+    a = np.asarray(im) + np.random.default_rng([20_24, seed, 1]).normal(0, 3, (size[1], size[0], 3))
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8)), _render(r, 1)[1].astype(np.float32)
+
+# %% ../nbs/04_samples.ipynb #29cb1b16
+def draw_room(seed: int, size=(320, 240)) -> Image.Image:
+    "An RGB indoor scene of `size` drawn from `seed`: a box room seen by a pinhole camera (`room_camera`)."
+    return _room(seed, size)[0]
+
+# %% ../nbs/04_samples.ipynb #48cb8a07
+def room_depth(seed: int, size=(320, 240)) -> np.ndarray:
+    "True depth (float32, H x W, metres along the optical axis) at the centre of each pixel of `draw_room(seed, size)`."
+    return _room(seed, size)[1]
+
+# %% ../nbs/04_samples.ipynb #25712355
+def room_camera(seed: int, size=(320, 240)) -> dict:
+    "The camera and room of `draw_room(seed, size)`: field of view, focal length and principal point in pixels, lengths in metres."
+    r = _scene(seed, size)
+    return {'size': list(r.size), 'vfov_deg': VFOV, 'focal_px': r.f, 'principal_point_px': [r.size[0] / 2, r.size[1] / 2],
+            'camera_height_m': r.camera_height, 'room_width_m': r.width, 'room_height_m': r.height,
+            'room_depth_m': r.depth, 'camera_from_left_wall_m': r.left}
 
 # %% ../nbs/04_samples.ipynb #0a11c013
 SKIN = [(255, 224, 189), (234, 192, 134), (198, 134, 66), (141, 85, 36), (92, 56, 30)]
@@ -131,22 +257,48 @@ def draw_dog(seed: int, size=(200, 140)) -> Image.Image:
 def _save(im, path, fmt, **kw):
     b = io.BytesIO(); im.save(b, fmt, **kw); Path(path).write_bytes(b.getvalue())
 
-ROOM_SIZES = [(320, 240), (300, 400), (400, 225)]
+SCENES = 'scenes.json'
+UNITS = {'depth': 'z along the optical axis (not along the ray) at the centre of each pixel; 16-bit PNG in millimetres',
+         'lengths': 'metres (*_m)', 'angles': 'degrees (*_deg)', 'focal_px, principal_point_px': 'pixels; pixel (row i, column j) has its centre at (j + 0.5, i + 0.5)',
+         'axes': 'x right, y up, z forward; the camera at the origin, level, its optical axis perpendicular to the back wall'}
 
+# %% ../nbs/04_samples.ipynb #f4aa7eb5
 def make_samples(out, n_backgrounds=10, n_people=8, n_dogs=2):
-    "Write the procedural sample set to `out/backgrounds` and `out/foregrounds`."
-    out = Path(out)
-    (out/'backgrounds').mkdir(parents=True, exist_ok=True); (out/'foregrounds').mkdir(parents=True, exist_ok=True)
+    "Write the procedural sample set to `out/backgrounds` (true depth in `out/backgrounds_depth`) and `out/foregrounds`."
+    out, scenes = Path(out), {}
+    for kind in ('backgrounds', DEPTH_DIR, 'foregrounds'): (out/kind).mkdir(parents=True, exist_ok=True)
     for i in range(n_backgrounds):
-        _save(draw_room(i, ROOM_SIZES[i % len(ROOM_SIZES)]), out/f'backgrounds/room_{i:02d}.jpg', 'JPEG', quality=88)
+        name, size = f'room_{i:02d}', ROOM_SIZES[i % len(ROOM_SIZES)]
+        im, depth = _room(i, size)
+        _save(im, out/f'backgrounds/{name}.jpg', 'JPEG', quality=88)
+        _save(Image.fromarray(np.rint(depth * 1000).astype(np.uint16)), out/DEPTH_DIR/f'{name}.png', 'PNG')
+        scenes[f'{name}.jpg'] = {'seed': i, 'depth_png': f'{name}.png', **room_camera(i, size)}
+    (out/DEPTH_DIR/SCENES).write_text(json.dumps({'units': UNITS, 'rooms': scenes}, indent=1) + '\n')
     for i in range(n_people): _save(draw_person(i), out/f'foregrounds/person_{i:02d}.png', 'PNG', optimize=True)
     for i in range(n_dogs): _save(draw_dog(i), out/f'foregrounds/dog_{i:02d}.png', 'PNG', optimize=True)
     (out/'PROVENANCE.md').write_text(PROVENANCE)
 
-PROVENANCE = '''# Sample data provenance
+PROVENANCE = f'''# Sample data provenance
 
 Every image here was drawn by code, not photographed or downloaded: `depthseg.samples.make_samples` with its
-default arguments (seeded NumPy random streams and Pillow drawing) writes exactly these files. They carry
-the project's licence (Apache-2.0). Backgrounds: `draw_room`, JPEG quality 88. Foregrounds: `draw_person`
-and `draw_dog`, RGBA PNG. Regenerate with `python -c "from depthseg.samples import make_samples; make_samples('depthseg/sample_data')"`.
+default arguments (seeded NumPy random streams, NumPy ray casting and Pillow drawing) writes exactly these files.
+They carry the project's licence (Apache-2.0). Foregrounds: `draw_person` and `draw_dog`, RGBA PNG.
+
+Backgrounds: `draw_room`, JPEG quality 88: box rooms (walls, floor, ceiling, windows, furniture and a lamp, all
+boxes, rectangles and a bowl of known size) seen by a pinhole camera, level and facing the back wall, with a
+vertical field of view of {VFOV:g} degrees and its principal point at the image centre. Their true depth is in
+`backgrounds_depth/`: `room_NN.png` for `room_NN.jpg`, 16-bit PNG in millimetres, the depth along the optical axis
+(z, not the distance along the ray) at the centre of each pixel, rendered at the image's size (the image itself is
+drawn at twice the size and scaled down, so along an edge the two may disagree by a pixel); `scenes.json`, each
+room's camera (field of view, focal length and principal point in pixels, height above the floor) and dimensions
+in metres. Regenerate with `python -c "from depthseg.samples import make_samples; make_samples('depthseg/sample_data')"`.
 '''
+
+# %% ../nbs/04_samples.ipynb #c5a6072c
+def sample_camera(name: str) -> dict:
+    "The camera and room of sample background `name` (like 'room_03.jpg'): `room_camera`'s record, its seed and depth file."
+    return json.loads((sample_dir(DEPTH_DIR)/SCENES).read_text())['rooms'][Path(name).name]
+
+def sample_depth(name: str) -> np.ndarray:
+    "True depth (float32, H x W, metres along the optical axis) of sample background `name` (like 'room_03.jpg')."
+    return np.asarray(Image.open(sample_dir(DEPTH_DIR)/sample_camera(name)['depth_png']), np.float32) / 1000

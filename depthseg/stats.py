@@ -94,9 +94,10 @@ def card_markdown(card: dict) -> str:
         lines += ['', f"Composites: every foreground on every background at {comp['positions']} random place{'s' * (comp['positions'] != 1)}{mirrored}, "
                       f"seed {comp['seed']}, JPEG quality {comp['quality']}."]
     if depth := card.get('depth'):
-        h, w = depth['resolution']
-        lines += ['', f"Depth: {depth['backend']} at {h}x{w}, weights SHA-256 {depth['weights_sha256'][:16]}...; "
-                      f"{depth['convention']}; far limit: {depth['far_limit']}."]
+        m, at = depth['labels'], f" at {'x'.join(map(str, depth['resolution']))}" if depth['resolution'] else ''
+        lines += ['', '## Depth labels', '', f"- Kind: {m['kind']}; units: {m['units']}", f"- 0 means: {m['zero']}; the maximum: {m['maximum']}",
+                  f"- Stored value: {m['value']}", f"- Labeller: {m['labeller']['model']}{at}, weights SHA-256 {m['labeller']['weights_sha256']}",
+                  f"- Licence of the labeller's weights: {m['licence']}"]
     for name, s in card['sets'].items():
         dims = ', '.join(f'{k}: {v}' for k, v in s['dimensions'].items())
         size = f"same files as {s['same_files_as']}" if 'same_files_as' in s else _human(s['bytes'])  # counted once, under the first set

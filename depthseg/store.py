@@ -230,7 +230,7 @@ def check_dataset(store, stages=tuple(STAGES)):
 # %% ../nbs/02_store.ipynb #99b2e9b4
 def check_outside(out, dataset):
     "Refuse folder `out` for what is made from `dataset` (shards, TFRecords) if it is the dataset or lies inside it."
-    if Path(out).resolve().is_relative_to(Path(dataset).resolve()): raise ValueError(f'{out}: inside the dataset {dataset}; write to a folder of its own')
+    if Path(out).resolve().is_relative_to(Path(dataset).resolve()): raise BadArgument(f'{out}: inside the dataset {dataset}; write to a folder of its own')
 
 # %% ../nbs/02_store.ipynb #6ec49c01
 def check_record(store, stage: str, new: dict) -> dict:
@@ -256,6 +256,8 @@ def clean(
     if stage not in STAGES: raise BadArgument(f'stage must be one of {list(STAGES)}, not {stage!r}')
     ds, removed = open_store(dataset), []
     with ds.hold('clean', wait):
+        if not any(ds.exists(s.record) for s in STAGES.values()):  # not a dataset: its folders are someone else's
+            raise BadArgument(f'{dataset}: not a depthseg dataset (none of its records {", ".join(s.record for s in STAGES.values())}); nothing removed')
         for rel in (o for s in made_from(stage) for o in STAGES[s].outputs):
             if ds.exists(rel) or ds.has_files(rel): ds.remove(rel); removed.append(rel)
     if progress: print(f"clean: removed {', '.join(removed) or 'nothing'} from {ds}")

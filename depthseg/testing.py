@@ -8,10 +8,12 @@ Docs: https://depthseg.github.io/depthseg/testing.html.md"""
 from __future__ import annotations
 from pathlib import Path
 
+import numpy as np
+
 from .samples import ROOM_SIZES, draw_dog, draw_person, draw_room
 
 # %% auto #0
-__all__ = ['reference_nyu_h5', 'tiny_depth_anything', 'draw_sources']
+__all__ = ['reference_nyu_h5', 'tiny_depth_anything', 'tiny_depth_anything_preset', 'draw_sources']
 
 # %% ../nbs/05_testing.ipynb #bf495a1e
 def reference_nyu_h5(path):
@@ -40,16 +42,31 @@ def reference_nyu_h5(path):
     return model
 
 # %% ../nbs/05_testing.ipynb #5b820cc3
-def tiny_depth_anything(path, size: int = 224) -> Path:
-    "Save at `path` a tiny Depth Anything V2 (4-layer DINOv2 of width 32) with random weights: an offline stand-in for a preset."
-    import keras_hub
+def _tiny_depth_anything_backbone(size: int):
+    import keras, keras_hub
+    keras.utils.set_random_seed(0)  # the same stand-in every time
     enc = keras_hub.models.DINOV2Backbone(patch_size=14, num_layers=4, hidden_dim=32, num_heads=2, intermediate_dim=128,
                                            image_shape=(size, size, 3), position_embedding_shape=(518, 518))
-    bb = keras_hub.models.DepthAnythingBackbone(image_encoder=enc, reassemble_factors=[4, 2, 1, 0.5],
+    backbone = keras_hub.models.DepthAnythingBackbone(image_encoder=enc, reassemble_factors=[4, 2, 1, 0.5],
         neck_hidden_dims=[16, 32, 64, 128], fusion_hidden_dim=128, head_hidden_dim=16, head_in_index=-1,
         feature_keys=['stage1', 'stage2', 'stage3', 'stage4'])
-    keras_hub.models.DepthAnythingDepthEstimator(backbone=bb, depth_estimation_type='relative').save(path)
+    bias = next(w for w in backbone.weights if w.path.endswith('head/conv3/bias'))
+    bias.assign(np.ones(bias.shape))  # random outputs are often all below 0, where the relative model's ReLU gives 0 everywhere
+    return backbone
+
+def tiny_depth_anything(path, size: int = 224, kind: str = 'relative', max_depth: float | None = None) -> Path:
+    "Save at `path` a tiny Depth Anything V2 (4-layer DINOv2 of width 32) with random weights, `kind` 'relative' or 'metric' (to `max_depth` metres)."
+    import keras_hub
+    estimator = keras_hub.models.DepthAnythingDepthEstimator
+    estimator(backbone=_tiny_depth_anything_backbone(size), depth_estimation_type=kind, max_depth=max_depth).save(path)
     return Path(path)
+
+def tiny_depth_anything_preset(folder, size: int = 224) -> Path:
+    "Save in `folder` the tiny Depth Anything V2 as KerasHub publishes its presets: backbone config, weights and metadata, image converter, no task."
+    import keras_hub
+    _tiny_depth_anything_backbone(size).save_to_preset(folder)
+    keras_hub.layers.DepthAnythingImageConverter(image_size=(size, size), scale=1 / 255).save_to_preset(folder)
+    return Path(folder)
 
 # %% ../nbs/05_testing.ipynb #bf8a1366
 def draw_sources(root, n: int) -> tuple[Path, Path]:

@@ -9,12 +9,12 @@ from depthseg.samples import sample_dir
 BG, FG = sample_dir('backgrounds'), sample_dir('foregrounds')
 MISTAKES = [  # (arguments, with DS an existing dataset folder and NEW one that must not appear; what the message says)
     (['backgrounds', BG, 'NEW', '--quality', '0'], 'quality must be between 1 and 100, not 0'),
-    (['backgrounds', BG, 'NEW', '--size', '-3'], 'size must be at least 8, not -3'),
+    (['backgrounds', BG, 'NEW', '--size', '-3'], 'size must be between 8 and 4096, not -3'),
     (['backgrounds', BG, 'NEW', '--crop', 'square'], 'crop must be one of'),
     (['backgrounds', BG, 'NEW', '--near-bits', '65'], 'near-bits must be between 0 and 64'),
     (['backgrounds', BG, BG/'out'], 'the source overlap'),
     (['foregrounds', FG, 'NEW', '--threshold', '300'], 'threshold must be between 0 and 254, not 300'),
-    (['foregrounds', FG, 'NEW', '--height', '0'], 'height must be at least 8, not 0'),
+    (['foregrounds', FG, 'NEW', '--height', '0'], 'height must be between 8 and 4096, not 0'),
     (['composites', 'DS', '--positions', '0'], 'positions must be at least 1, not 0'),
     (['composites', 'DS', '--positions', '-3'], 'positions must be at least 1, not -3'),
     (['composites', 'DS', '--quality', '101'], 'quality must be between 1 and 100'),
@@ -37,6 +37,15 @@ MISTAKES = [  # (arguments, with DS an existing dataset folder and NEW one that 
     (['depth', 'DS'], 'manifest.csv: not there; run `depthseg composites'),
     (['pack', 'DS', 'NEW'], 'no file of a depthseg dataset to pack'),
     (['tfrecord', 'DS', 'NEW'], 'manifest.csv: not there'),
+    (['backgrounds', BG, 'NEW', '--size', '100000'], 'size must be between 8 and 4096, not 100000'),
+    (['foregrounds', FG, 'NEW', '--height', '100000'], 'height must be between 8 and 4096'),
+    (['depth', 'DS', '--resolution', '3x3'], 'DenseDepth needs a resolution in multiples of 32'),
+    (['depth', 'DS', '--resolution', '99999'], 'resolution must be at most 4096x4096'),
+    (['depth', 'DS', '--calibration', '0'], 'calibration must be at least 1, not 0'),
+    (['composites', 'DS', '--positions', 'abc'], "invalid int value: 'abc'"),
+    (['clean', 'DS', 'composites'], 'not a depthseg dataset'),
+    (['pack', 'DS', 'DS'], 'inside the dataset'),
+    (['demo', 'NEW', '--weights', 'missing.h5'], 'missing.h5: no weights file there'),
     (['demo', 'NEW', '--positions', '0'], 'positions must be at least 1'),
 ]
 
@@ -49,7 +58,7 @@ def test_a_mistake_is_one_line_and_exit_2(args, says, tmp_path):
     r = subprocess.run([sys.executable, '-m', 'depthseg.cli', *args], capture_output=True, text=True)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
-    assert lines[-1].startswith(f'depthseg {args[0]}: error: ') and says in lines[-1], r.stderr
+    assert len(lines) == 1 and lines[0].startswith(f'depthseg {args[0]}: error: ') and says in lines[0], r.stderr
     assert sorted(p for p in tmp_path.rglob('*')) == before and not (BG/'out').exists()  # nothing written
 
 

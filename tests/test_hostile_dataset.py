@@ -27,10 +27,10 @@ def temporaries(folder: Path) -> list[Path]:
     return [p for p in folder.rglob('.*') if p.name.endswith('.tmp') or p.name == LOCK]
 
 
-def one_line_error(r: subprocess.CompletedProcess, command: str, *parts: str):
-    "`r` failed with exit 1 and one line on stderr naming `command` and each of `parts`."
+def one_line_error(r: subprocess.CompletedProcess, command: str, *parts: str, status: int = 1):
+    "`r` failed with exit `status` (1: bad data; 2: a mistake in the arguments) and one line on stderr naming `command` and each of `parts`."
     lines = [l for l in r.stderr.splitlines() if l.startswith('depthseg ')]  # not progress bars or TensorFlow's logs
-    assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert r.returncode == status and 'Traceback' not in r.stderr, r.stderr
     assert len(lines) == 1 and lines[0].startswith(f'depthseg {command}: error: '), r.stderr
     assert all(p in lines[0] for p in parts), lines[0]
 
@@ -244,7 +244,7 @@ def test_a_corrupt_lineage_is_one_line(composed):
 def test_outputs_inside_the_dataset_are_refused(composed):
     write_card(composed, progress=False)
     for args in (['pack', composed, composed/'shards'], ['tfrecord', composed, composed]):
-        one_line_error(run(*args), args[0], 'inside the dataset')
+        one_line_error(run(*args), args[0], 'inside the dataset', status=2)
     assert not (composed/'shards').exists()
 
 
