@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     "Run `depthseg` with `argv` (default: the command line); return the exit code."
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, rest = (argv[:argv.index('--')], argv[argv.index('--') + 1:]) if '--' in argv else (argv, [])
+    if not argv: parser().print_help(sys.stderr); return 2  # `depthseg` alone: what it can do
     args = vars(parser().parse_args(argv))
     fn, command, debug = args.pop('fn'), args.pop('command'), args.pop('debug')
     if not (verbose := args.pop('verbose')): os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # quiets its later log lines

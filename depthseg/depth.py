@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/depth.html.md"""
 
 # %% ../nbs/09_depth.ipynb #3b3a6361
 from __future__ import annotations
-import hashlib, io, os, shutil, urllib.request
+import hashlib, io, os, shutil, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -117,7 +117,9 @@ def fetch_weights(src, sha256: str | None = None, cache=None) -> Path:
         path = Path(cache or CACHE)/src.rstrip('/').rsplit('/', 1)[-1]
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            with urllib.request.urlopen(src) as r, atomic_open(path, 'wb') as f: shutil.copyfileobj(r, f)
+            try:
+                with urllib.request.urlopen(src, timeout=60) as r, atomic_open(path, 'wb') as f: shutil.copyfileobj(r, f)
+            except (urllib.error.URLError, TimeoutError) as e: raise ConnectionError(f'{src}: cannot download the weights ({getattr(e, "reason", e)})') from None
     else: path = Path(src).expanduser()
     if not path.exists(): raise FileNotFoundError(f'{path}: no weights file there')
     if sha256 and file_sha256(path) != sha256: raise ValueError(f'{path}: SHA-256 is not {sha256}; the file is damaged or another one')

@@ -96,6 +96,7 @@ def pack(
             for card in CARD_FILES:
                 if (dataset/card).exists(): atomic_write(out/card, (dataset/card).read_bytes())
             atomic_write(out/INDEX, json.dumps(index, indent=1).encode())
+            for stale in {p.name for p in out.glob('*.tar')} - {s['name'] for s in shards}: (out/stale).unlink()  # an earlier pack's
     if progress:
         print(f"pack: {len(files):,} files in {len(shards)} shards, {sum(s['bytes'] for s in shards):,} bytes, in {out}"
               + (f'; left out {len(left_out)} files of no dataset, e.g. {left_out[0]!r}' if left_out else ''))

@@ -81,3 +81,8 @@ def test_depth_without_weights_is_one_line_before_tensorflow_loads(dataset):
     assert r.returncode == 2 and r.stderr.splitlines() == [f'depthseg depth: error: {NO_WEIGHTS}'], r.stderr
     r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'tfrecord', str(dataset), str(dataset.parent/'records')], capture_output=True, text=True)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and 'run `depthseg stats' in r.stderr, r.stderr  # TensorFlow loaded, quiet
+
+
+def test_depthseg_alone_shows_what_it_can_do():
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli'], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith('usage: depthseg') and 'demo' in r.stderr, r.stderr

@@ -130,6 +130,13 @@ def test_pack_takes_only_the_files_of_a_dataset(packed, tmp_path, capsys):
     assert "left out 2 files of no dataset, e.g. 'bg/extra.txt'" in capsys.readouterr().out
 
 
+def test_packing_again_leaves_only_the_shards_of_its_index(packed):
+    "Another shard size or name into the same folder: the earlier pack's shards go, so pull never meets them."
+    dataset, shards, index = packed
+    again = pack(dataset, shards, shard_size=10**9, name='other', progress=False)
+    assert sorted(p.name for p in shards.glob('*.tar')) == [s['name'] for s in again['shards']] == ['other-00000.tar']
+
+
 def test_pack_records_what_it_was_made_from(packed):
     dataset, _, index = packed
     records = sorted({s.record for s in STAGES.values()} & {p.name for p in dataset.iterdir()})
