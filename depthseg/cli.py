@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/cli.html.md"""
 
 # %% ../nbs/15_cli.ipynb #2517b4ec
 from __future__ import annotations
-import argparse, contextlib, dataclasses, inspect, os, sys, types, typing
+import argparse, contextlib, dataclasses, inspect, os, re, sys, types, typing
 from pathlib import Path
 
 from fastcore.docments import docments
@@ -26,7 +26,7 @@ from .stats import write_card
 from .store import clean
 
 # %% auto #0
-__all__ = ['COMMANDS', 'demo', 'add_command', 'parser', 'native_stderr_muted', 'main']
+__all__ = ['COMMANDS', 'demo', 'cli_text', 'add_command', 'parser', 'native_stderr_muted', 'main']
 
 # %% ../nbs/15_cli.ipynb #d8076719
 def demo(
@@ -89,11 +89,16 @@ def _build_jobs(fn, args: dict) -> dict:
     return args
 
 # %% ../nbs/15_cli.ipynb #3880400f
+def cli_text(doc: str) -> str:
+    "Docstring `doc` as command-line help: argument names in capitals (`src` -> SRC), no backticks, not what the function returns."
+    doc = re.sub(r';\s*return\b[^.]*\.?$', '.', doc.strip())
+    return re.sub(r'`([^`]+)`', lambda m: m.group(1).upper() if m.group(1).isidentifier() else m.group(1), doc)
+
 def add_command(sub, name: str, fn):
     "Add subcommand `name` to `sub` with an option for each parameter of `fn` (or field of a job parameter), documented from its docments."
     docs, hints, params = docments(fn), typing.get_type_hints(fn), inspect.signature(fn).parameters
     epilog = f"After '--': {docs['pipeline_args']}" if 'pipeline_args' in params else None
-    p = sub.add_parser(name, help=fn.__doc__, description=fn.__doc__, epilog=epilog)
+    p = sub.add_parser(name, help=cli_text(fn.__doc__), description=cli_text(fn.__doc__), epilog=epilog)
     for pname, param in params.items():
         if pname in ('progress', 'pipeline_args', 'model'): continue
         if cls := _job_class(hints.get(pname)):

@@ -103,3 +103,27 @@ def test_a_failed_write_is_not_swallowed(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(depthseg.store, 'atomic_write', failing)
     with pytest.raises(OSError, match='No space left'):
         make_depth(dataset, DepthSpec('depth_anything', weights=tiny_depth_anything(tmp_path/'tiny.keras', size=112), batch_size=4), progress=False)
+
+
+def test_a_local_preset_folder_labels_the_dataset_from_the_command_line(dataset, tmp_path):
+    "A folder laid out as KerasHub publishes Depth Anything V2 presets, given to --preset: relative maps, the preset's files hashed."
+    from depthseg.depth import preset_sha256
+    from depthseg.testing import tiny_depth_anything_preset
+    make_composites(dataset, CompositesJob(positions=1), backgrounds=3, progress=False)
+    preset = tiny_depth_anything_preset(tmp_path/'preset', size=112)
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(dataset), '--backend', 'depth_anything', '--preset', str(preset)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    record = __import__('json').loads((dataset/'depth.json').read_text())
+    assert record['kind'] == 'relative' and record['weights_sha256'] == preset_sha256(str(preset))
+    assert record['labels']['kind'] == 'relative inverse depth' and len(list((dataset/'bgfg_depth').rglob('*.png'))) == 3 * 10 * 2
+
+
+def test_the_demo_has_exact_depth_and_its_card_says_what_it_means(tmp_path):
+    from depthseg.cli import demo
+    demo(tmp_path/'demo', positions=1, progress=False)
+    assert len(list((tmp_path/'demo'/'bgfg_depth').rglob('*.png'))) == 10 * 10 * 2
+    card = (tmp_path/'demo'/'DATASET.md').read_text()
+    for says in ('Kind: metric z-depth; units: metres', '0 means: at the camera', 'the maximum: 10 m or farther',
+                 "Labeller: exact: the rendered depth of depthseg's sample scenes", "Licence of the labeller's weights: Apache-2.0"):
+        assert says in card, says
