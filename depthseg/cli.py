@@ -16,7 +16,7 @@ from . import __version__
 from .backgrounds import prepare_backgrounds
 from .beam import make_beam
 from .composites import CompositesJob, make_composites
-from .core import BadArgument, BadInput, Busy, RejectedInputs, check_range, dataset_lock
+from .core import BadArgument, BadInput, Busy, RejectedInputs, check_range, dataset_lock, is_url
 from .data import to_tfrecord
 from .depth import DepthSpec, make_depth
 from .foregrounds import prepare_foregrounds
@@ -39,7 +39,7 @@ def demo(
     "Build a small dataset from the embedded sample data: backgrounds, foregrounds, masks, composites, depth and its card."
     check_range(1, positions=positions, workers=workers)
     if Path(out).exists() and any(Path(out).iterdir()): raise BadArgument(f'{out}: not empty; the demo makes a new dataset folder')
-    if weights and not str(weights).startswith(('http://', 'https://')) and not Path(weights).expanduser().is_file():
+    if weights and not is_url(weights) and not Path(weights).expanduser().is_file():
         raise BadArgument(f'{weights}: no weights file there')
     with dataset_lock(out, 'demo'):  # one lock for every stage
         prepare_backgrounds(sample_dir('backgrounds'), out, progress=progress)

@@ -24,7 +24,7 @@ from .layout import LOCK, STAGES, made_from, rejects_table, source_file, source_
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'RAW_PER_BYTE', 'IMAGE_SIGNATURES', 'NEAR_BITS', 'BadInput', 'iter_sources', 'decode_image',
            'has_alpha', 'to_rgb', 'to_rgba', 'atomic_path', 'atomic_open', 'atomic_write', 'remove_temporaries', 'Busy',
            'dataset_lock', 'write_csv', 'iter_csv', 'read_csv', 'sha256', 'file_sha256', 'parallel_map', 'phash',
-           'hash_distance', 'RejectedInputs', 'BadArgument', 'check_range', 'optional_import', 'StageReport',
+           'hash_distance', 'RejectedInputs', 'BadArgument', 'check_range', 'is_url', 'optional_import', 'StageReport',
            'prepare_images']
 
 # %% ../nbs/01_core.ipynb #9e3434ac
@@ -292,6 +292,10 @@ def check_range(low, high=None, **values):
     for name, v in values.items():
         if v is not None and not (low <= v and (high is None or v <= high)):
             raise BadArgument(f"{name.replace('_', '-')} must be {f'between {low} and {high}' if high is not None else f'at least {low}'}, not {v}")
+
+def is_url(text) -> bool:
+    "Is `text` an http(s) URL (something to download), rather than a path?"
+    return str(text).startswith(('http://', 'https://'))
 
 def optional_import(module: str, extra: str):
     "Module `module`, which depthseg's optional dependencies `extra` install, or an `ImportError` giving the line that installs it."

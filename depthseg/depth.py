@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .backgrounds import CROPS, square
-from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, optional_import
+from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, is_url, optional_import
 from .layout import BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_RECORD, MANIFEST, bg_file, depth_files, sources_table
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
 from .samples import DEPTH_DIR, sample_depth, sample_dir
@@ -113,7 +113,7 @@ CACHE = Path(os.environ.get('DEPTHSEG_CACHE', Path.home()/'.cache'/'depthseg'))
 def fetch_weights(src, sha256: str | None = None, cache=None) -> Path:
     "Local path of weights `src` (a path or an http(s) URL, downloaded once into `cache`), checked against `sha256`."
     src = str(src)
-    if src.startswith(('http://', 'https://')):
+    if is_url(src):
         path = Path(cache or CACHE)/src.rstrip('/').rsplit('/', 1)[-1]
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,9 +194,14 @@ def densedepth_postprocess(y):
     return tf.clip_by_value(1000 / tf.cast(y, tf.float32), 10, 1000) / 100
 
 # %% ../nbs/09_depth.ipynb #74a3f061
+def _check_densedepth_resolution(resolution):
+    "Raise `ValueError` unless DenseDepth can run at `resolution` (height, width): multiples of 32, as its five 2x poolings need."
+    if resolution[0] % 32 or resolution[1] % 32:
+        raise ValueError(f'DenseDepth needs a resolution in multiples of 32 (e.g. 480x640 or 224x224), not {resolution[0]}x{resolution[1]}')
+
 def densedepth_backend(weights, resolution=(480, 640), sha256: str | None = None) -> DepthBackend:
     "DenseDepth with Keras 2 weights file `weights` (`nyu.h5`: a path, a Drive path or a URL)."
-    if resolution[0] % 32 or resolution[1] % 32: raise ValueError(f'DenseDepth needs multiples of 32, not {resolution}')
+    _check_densedepth_resolution(resolution)
     path = fetch_weights(weights, sha256)
     model = load_densedepth(path)
     return DepthBackend('densedepth', lambda x, training=False: densedepth_postprocess(model(x, training=training)),
@@ -247,6 +252,10 @@ def preset_sha256(preset: str) -> str:
     "SHA-256 over the names and contents of the files of KerasHub `preset` (a local folder, or a handle in KerasHub's cache)."
     from keras_hub.src.utils.preset_utils import get_file  # where a handle's files are (KerasHub has no public call for it)
     folder = Path(get_file(preset, 'config.json')).parent
+    return _folder_sha256(folder)
+
+def _folder_sha256(folder: Path) -> str:
+    "SHA-256 over the relative names and SHA-256 sums of the files under `folder`, in name order."
     files = sorted(p for p in folder.rglob('*') if p.is_file())
     return hashlib.sha256(''.join(f'{p.relative_to(folder).as_posix()} {file_sha256(p)}\n' for p in files).encode()).hexdigest()
 
@@ -287,9 +296,7 @@ def scene_depth(store, bg: str, size: tuple[int, int]) -> np.ndarray:
 
 def exact_backend() -> ExactBackend:
     "The `exact` backend: metric, 255 = 10 m, its 'weights' the SHA-256 of the sample scenes' depth files."
-    files = sorted(sample_dir(DEPTH_DIR).iterdir())
-    digest = hashlib.sha256(''.join(f'{p.name} {file_sha256(p)}\n' for p in files).encode()).hexdigest()
-    return ExactBackend('exact', None, None, digest, 'metric', far_limit=10.0, licence="Apache-2.0 (depthseg's own sample data)",
+    return ExactBackend('exact', None, None, _folder_sha256(sample_dir(DEPTH_DIR)), 'metric', far_limit=10.0, licence="Apache-2.0 (depthseg's own sample data)",
                         labeller=f"exact: the rendered depth of depthseg's sample scenes, the cut-out at its foot point (depthseg {__version__})")
 
 # %% ../nbs/09_depth.ipynb #095b7af6
@@ -338,8 +345,7 @@ class DepthSpec:
         if isinstance(self.resolution, str): object.__setattr__(self, 'resolution', Resolution.parse(self.resolution))
         elif self.resolution is not None: object.__setattr__(self, 'resolution', Resolution(*self.resolution))
         if self.resolution and max(self.resolution) > 4096: raise ValueError(f'resolution must be at most 4096x4096, not {self.resolution.height}x{self.resolution.width}')
-        if self.backend == 'densedepth' and self.resolution and (self.resolution.height % 32 or self.resolution.width % 32):
-            raise ValueError(f'DenseDepth needs a resolution in multiples of 32 (e.g. 480x640 or 224x224), not {self.resolution.height}x{self.resolution.width}')
+        if self.backend == 'densedepth' and self.resolution: _check_densedepth_resolution(self.resolution)
 
 # %% ../nbs/09_depth.ipynb #a238b6ba
 def depth_backend(spec: DepthSpec) -> DepthBackend:

@@ -14,7 +14,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from .core import (MAX_BYTES, BadArgument, BadInput, atomic_open, atomic_write, check_range, dataset_lock, file_sha256,
+from .core import (MAX_BYTES, BadArgument, BadInput, atomic_open, atomic_write, check_range, dataset_lock, file_sha256, is_url,
                            parallel_map, remove_temporaries, sha256)
 from .store import FolderStore, check_dataset, check_outside, record_sums
 from .layout import CARD_JSON, CARD_MD, LOCK, SHARD_INDEX, SHARD_NAMES, STAGES, escapes, name_problem, pull_state, shard_name
@@ -339,7 +339,7 @@ def _source(source: str, progress: bool) -> tuple[dict, Callable]:
     "The checked index of `source` (folder, URL, or Google Drive folder) and `get(shard, staging)`: the shard's path, checked, or `_Failed`."
     if Path(source).expanduser().is_dir(): return _folder_source(Path(source).expanduser())
     if 'drive.google.com' in source or DRIVE_ID.match(source): return _drive_source(source, progress)
-    if source.startswith(('http://', 'https://')): return _url_source(source.rstrip('/'), progress)
+    if is_url(source): return _url_source(source.rstrip('/'), progress)
     raise FileNotFoundError(f'{source}: no such folder, URL or Drive link')
 
 # %% ../nbs/11_pack.ipynb #d129b72f
@@ -354,7 +354,7 @@ def _claim(dest: Path, index: dict) -> Path:
     shutil.rmtree(state, ignore_errors=True); state.mkdir()
     atomic_write(state/INDEX, copy)
     for s in index['shards'] if held else []:
-        if all((dest/f).is_file() and (dest/f).stat().st_size == n for f, n in zip(s['files'], s['sizes'])):
+        if all(held.get(f) == n for f, n in zip(s['files'], s['sizes'])):
             atomic_write(state/f"{s['name']}.done", s['sha256'].encode())
     return state
 
