@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composites import CompositesJob, CompositesPlan, finish_composites, make_pair, plan_composites, prepare_folders
-from .depth import NO_WEIGHTS, DepthSpec, calibration_rows, composite_pixels, depth_backend, label_batch, plan_depth
+from .depth import (NO_WEIGHTS, DepthSpec, calibration_rows, composite_pixels, depth_backend, label_batch, plan_depth,
+                            write_quality)
 from .layout import COMPOSITES, DEPTH, DEPTH16, MASKS
 from .pixels import merge_stats, save_stage_stats
 from .stats import write_card
@@ -29,16 +30,16 @@ def _composites(pair: tuple, job: CompositesJob, store) -> dict:
 
 # %% ../nbs/13_beam.ipynb #f12b22dc
 def _depth_fn(spec: DepthSpec, plan: CompositesPlan, store, affine: tuple[float, float] | None):
-    "A Beam `DoFn` labelling batches `(start, stop)` of the rows of `plan` with `label_batch` (defined on first use: Beam is optional)."
+    "A Beam `DoFn` labelling batches `(start, stop)` of the rows of `plan` with `label_batch`, giving their statistics and quality figures (defined on first use: Beam is optional)."
     beam = beam_module()
 
     class LabelBatches(beam.DoFn):
         def setup(self):
             self.model = depth_backend(spec); self.model.affine = affine
         def process(self, batch, composites_done):  # the side input holds the batch back until every composite is made
-            written, stats = label_batch(list(plan.rows(*batch)), spec, store, self.model)
+            written, stats, quality = label_batch(list(plan.rows(*batch)), spec, store, self.model)
             beam.metrics.Metrics.counter('depthseg', 'depth maps written').inc(written)
-            yield stats
+            yield stats, quality
     return LabelBatches()
 
 # %% ../nbs/13_beam.ipynb #31829898
@@ -71,8 +72,11 @@ def _pipeline(pl, store, plan: CompositesPlan, spec: DepthSpec | None, affine: t
     if spec:
         done = beam.pvalue.AsSingleton(stats | 'Count' >> beam.combiners.Count.Globally())
         starts = range(0, plan.total, spec.batch_size)
-        parts.append(pl | 'Batches' >> beam.Create([(s, s + spec.batch_size) for s in starts]) | 'Spread batches' >> beam.Reshuffle()
-                        | 'Depth' >> beam.ParDo(_depth_fn(spec, plan, store, affine), done))
+        labelled = (pl | 'Batches' >> beam.Create([(s, s + spec.batch_size) for s in starts]) | 'Spread batches' >> beam.Reshuffle()
+                       | 'Depth' >> beam.ParDo(_depth_fn(spec, plan, store, affine), done))
+        parts.append(labelled | 'Depth statistics' >> beam.Map(lambda out: out[0]))
+        (labelled | 'Quality rows' >> beam.FlatMap(lambda out: out[1]) | 'All rows' >> beam.combiners.ToList()
+                  | 'Quality table' >> beam.Map(lambda rows: write_quality(store, rows)))
     stage = 'depth' if spec else 'composites'  # the last stage whose pixels were counted
     (parts | 'All statistics' >> beam.Flatten() | 'Sum' >> beam.CombineGlobally(merge_stats)
            | 'Record' >> beam.Map(lambda stats: save_stage_stats(store, stats, stage)))

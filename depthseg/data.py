@@ -10,12 +10,13 @@ import hashlib, json, shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .core import BadArgument, BadInput, atomic_path, atomic_write, check_range, dataset_lock, read_csv, remove_temporaries
+from .depth import read_quality_table
 from .layout import (BG, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, STAGES, TABLES,
                              TFRECORD_SCHEMA, bg_file, composite_files, depth_files, fg_files, made_after, sources_table, tfrecord_name)
 from .pack import check_members, read_index
@@ -25,7 +26,7 @@ from .store import FolderStore, check_dataset, check_outside, iter_manifest, rea
 
 # %% auto #0
 __all__ = ['SPLITS', 'FEATURES', 'TFRECORD_FORMAT', 'READERS', 'assign_splits', 'split_sources', 'Feature', 'example_files',
-           'Opened', 'compose_tf', 'to_tfrecord', 'read_tfrecords', 'denormalize', 'load']
+           'Opened', 'compose_tf', 'to_tfrecord', 'read_tfrecords', 'denormalize', 'flagged', 'load']
 
 # %% ../nbs/12_data.ipynb #79720530
 SPLITS = ('train', 'val', 'test')
@@ -393,6 +394,17 @@ def denormalize(x, path, name: str = COMPOSITES, source: str = 'folder') -> np.n
     mean, std = _norm(READERS[source](Path(path), False).figures, name)
     return np.asarray(x) * std + mean
 
+# %% ../nbs/12_data.ipynb #7073f122
+def _not_in(ids: list[str]) -> Callable:
+    "A `tf.data` predicate: the example's `id` is not one of `ids`."
+    import tensorflow as tf
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(ids, tf.ones(len(ids), tf.bool)), default_value=False)
+    return lambda ex: tf.logical_not(table.lookup(ex['id']))
+
+def flagged(path) -> set[str]:
+    "Ids of the composites of dataset folder `path` whose depth labels the depth stage flagged (`depth_quality.csv`: off the ground under their feet)."
+    return {r['id'] for r in read_quality_table(FolderStore(path)) if r['flag']}
+
 # %% ../nbs/12_data.ipynb #fb4cc1b6
 def load(
     path, # dataset folder (with `manifest.csv`), or the folder of tar or TFRecord shards
@@ -408,6 +420,7 @@ def load(
     source:str='folder', # a key of `READERS`: 'folder', 'shards' (packed, read in place), 'on_the_fly' (rebuilt from the manifest), 'tfrecord'
     targets:str|tuple|None=None, # give `(inputs, targets)` pairs for `model.fit`: a feature ('mask') or several (('mask', 'depth'), as a dict)
     inputs:str|tuple='image', # with `targets`: the input feature, or several (('bg', 'image'), as a dict)
+    exclude:Iterable[str]=(), # ids of composites to leave out, e.g. `flagged(path)`: those whose depth labels the depth stage flagged
 ):
     "A `tf.data.Dataset` of dicts (`bg`, `image`, `mask`, `depth`, ids), or of `(inputs, targets)` pairs, for `split` of a depthseg dataset."
     import tensorflow as tf
@@ -419,6 +432,7 @@ def load(
     opened = READERS[source](Path(path), depth)
     splits = assign_splits(opened.sources[_by(by)], seed, fractions)
     examples, buffer, read = opened.examples(by, None if split == 'all' else {i for i, s in splits.items() if s == split})
+    if exclude := sorted(set(exclude)): examples = examples.filter(_not_in(exclude))
     if split == 'train' if shuffle is None else shuffle: examples = examples.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
     if read: examples = examples.map(read, num_parallel_calls=tf.data.AUTOTUNE)
     examples = examples.map(_decoder(opened.figures if normalize else None, size), num_parallel_calls=tf.data.AUTOTUNE)

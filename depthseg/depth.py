@@ -6,31 +6,36 @@ Docs: https://depthseg.github.io/depthseg/depth.html.md"""
 
 # %% ../nbs/09_depth.ipynb #3b3a6361
 from __future__ import annotations
-import hashlib, io, os, shutil, urllib.error, urllib.request
+import hashlib, io, json, os, shutil, urllib.error, urllib.request, zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
+from fastcore.basics import patch
 from PIL import Image, ImageOps
+from PIL.PngImagePlugin import PngInfo
 from tqdm.auto import tqdm
 
 from . import __version__
 from .backgrounds import CROPS, square
 from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, is_url, optional_import
-from .layout import BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_RECORD, MANIFEST, bg_file, depth_files, sources_table
+from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_QUALITY, DEPTH_RECORD, MANIFEST, bg_file, composite_bg, depth_files,
+                             name_problem, sources_table)
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
 from .samples import DEPTH_DIR, sample_depth, sample_dir
-from .store import check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json
+from .store import check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json, write_table
 
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMAGENET_MEAN', 'IMAGENET_STD',
-           'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'gpu_summary', 'densedepth_model', 'load_densedepth',
-           'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend',
-           'preset_sha256', 'ExactBackend', 'scene_depth', 'exact_backend', 'align_disparity', 'Resolution',
-           'DepthSpec', 'depth_backend', 'quantize', 'encode_maps', 'depth_record', 'calibration_rows', 'plan_depth',
+           'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'FOOT_GAP', 'QUALITY_FIELDS', 'FLAGS',
+           'FLIP_AVERAGED', 'gpu_summary', 'densedepth_model', 'load_densedepth', 'fetch_weights', 'DepthBackend',
+           'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend', 'preset_sha256', 'foot_point',
+           'ExactBackend', 'scene_depth', 'exact_backend', 'align_disparity', 'Resolution', 'DepthSpec',
+           'depth_backend', 'quantize', 'encode_maps', 'composite_quality', 'read_quality', 'write_quality',
+           'read_quality_table', 'quality_summary', 'quality_line', 'depth_record', 'calibration_rows', 'plan_depth',
            'composite_pixels', 'label_batch', 'make_depth']
 
 # %% ../nbs/09_depth.ipynb #d08c11e5
@@ -139,6 +144,7 @@ class DepthBackend:
     licence: str = ''         # of the weights
     affine: tuple[float, float] | None = None  # relative: the inverse depths stored as 0 and as the maximum (`calibrate`)
     preprocess: Callable = field(default=None, repr=False)
+    backgrounds: dict = field(default_factory=dict, repr=False, init=False)  # background id -> its map alone (`background`)
     _compiled: Callable | None = field(default=None, repr=False, init=False)
 
     def raw(self, images):
@@ -259,6 +265,13 @@ def _folder_sha256(folder: Path) -> str:
     files = sorted(p for p in folder.rglob('*') if p.is_file())
     return hashlib.sha256(''.join(f'{p.relative_to(folder).as_posix()} {file_sha256(p)}\n' for p in files).encode()).hexdigest()
 
+# %% ../nbs/09_depth.ipynb #1daa62a6
+def foot_point(mask: np.ndarray) -> tuple[int, int] | None:
+    "(row, column) where the cut-out of boolean `mask` stands: the middle of its lowest row; None for an empty mask."
+    if not mask.any(): return None
+    ys, xs = np.nonzero(mask); foot = ys.max()
+    return int(foot), int(round(xs[ys == foot].mean()))
+
 # %% ../nbs/09_depth.ipynb #5970d6b1
 @dataclass
 class ExactBackend(DepthBackend):
@@ -271,12 +284,14 @@ class ExactBackend(DepthBackend):
             key = (r['bg'], im.shape[:2])
             if key not in self.scenes: self.scenes[key] = scene_depth(store, *key)
             depth = self.scenes[key].copy()
-            mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
-            if mask.any():
-                ys, xs = np.nonzero(mask); foot = ys.max()
-                depth[mask] = depth[foot, int(round(xs[ys == foot].mean()))]
+            if 'mask' in r:  # a composite, not a bare background
+                mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
+                if foot := foot_point(mask): depth[mask] = depth[foot]
             out.append(np.clip(depth / self.far_limit, 0, 1)[..., None])
         return np.stack(out).astype(np.float32)
+
+    def label_mirrored(self, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
+        return self.label(rows, images, store)  # a mirrored scene's true depth, mirrored back, is the scene's
 
 def scene_depth(store, bg: str, size: tuple[int, int]) -> np.ndarray:
     "True depth (metres) of background `bg` of the dataset in `store` at `size`; `BadInput` unless it is a sample scene as the backgrounds stage made it."
@@ -335,12 +350,15 @@ class DepthSpec:
     fmt: str = 'png'  # 'png' (lossless) or 'jpg' for the 8-bit maps
     full_precision: bool = False  # also write 16-bit PNG maps in `bgfg_depth16/`
     calibration: int = 64  # composites, drawn from every background, that fix a relative backend's affine map
+    flip_check: int = 8  # label one composite in N (by its id) mirrored too, for the flip-consistency figure (1: all, 0: none)
+    flip_average: bool = False  # store the average of each map and the mirrored map of its mirror image, as DenseDepth's evaluation does (twice the work)
 
     def __post_init__(self):
         if self.backend not in BACKENDS: raise ValueError(f'backend must be one of {BACKENDS}, not {self.backend!r}')
         if self.fmt not in ('png', 'jpg'): raise ValueError(f"fmt must be 'png' or 'jpg', not {self.fmt!r}")
         if self.batch_size < 1: raise ValueError(f'batch size must be at least 1, not {self.batch_size}')
         if self.calibration < 1: raise ValueError(f'calibration must be at least 1, not {self.calibration}')
+        if self.flip_check < 0: raise ValueError(f'flip check must be 0 (none) or more, not {self.flip_check}')
         if self.weights is not None: object.__setattr__(self, 'weights', str(self.weights))
         if isinstance(self.resolution, str): object.__setattr__(self, 'resolution', Resolution.parse(self.resolution))
         elif self.resolution is not None: object.__setattr__(self, 'resolution', Resolution(*self.resolution))
@@ -371,13 +389,94 @@ def quantize(depth: np.ndarray, bits: int = 8) -> np.ndarray:
     top, dtype = (255, np.uint8) if bits == 8 else (65535, np.uint16)
     return np.rint(np.clip(depth, 0, 1) * top).astype(dtype)
 
-def encode_maps(depth: np.ndarray, fmt: str = 'png', full_precision: bool = False) -> list[bytes]:
-    "8-bit (and 16-bit) encodings of one depth map (h, w, 1) on the stored scale."
-    d, b = depth[..., 0], io.BytesIO()
-    Image.fromarray(quantize(d), 'L').save(b, 'PNG' if fmt == 'png' else 'JPEG', **({} if fmt == 'png' else dict(quality=95)))
+QUALITY_KEY = 'depthseg:quality'  # the PNG text chunk (or JPEG comment) of a map that holds its quality figures
+
+def encode_maps(depth: np.ndarray, fmt: str = 'png', full_precision: bool = False, quality: dict | None = None) -> list[bytes]:
+    "8-bit (and 16-bit) encodings of one depth map (h, w, 1) on the stored scale, the 8-bit one carrying its `quality` figures."
+    d, b, text = depth[..., 0], io.BytesIO(), json.dumps(quality or {}, sort_keys=True)
+    if fmt == 'png': info = PngInfo(); info.add_text(QUALITY_KEY, text); options = dict(pnginfo=info)
+    else: options = dict(quality=95, comment=text)
+    Image.fromarray(quantize(d), 'L').save(b, 'PNG' if fmt == 'png' else 'JPEG', **options)
     if not full_precision: return [b.getvalue()]
     b16 = io.BytesIO(); Image.fromarray(quantize(d, 16)).save(b16, 'PNG')
     return [b.getvalue(), b16.getvalue()]
+
+# %% ../nbs/09_depth.ipynb #5c5c5a03
+@patch
+def label_mirrored(self: DepthBackend, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
+    "Maps of the mirror images of `images` (rows `rows` of `store`), mirrored back: what the model says of each scene seen in a mirror."
+    return self.label(rows, [im[:, ::-1] for im in images], store)[:, :, ::-1]
+
+@patch
+def background(self: DepthBackend, store, bg: str) -> np.ndarray:
+    "Map (h, w) on the stored scale of background `bg` of `store` alone, labelled once and kept."
+    if bg not in self.backgrounds:
+        self.backgrounds[bg] = self.label([dict(bg=bg)], [decode_jpeg(store.read(bg_file(bg))).numpy()], store)[0, ..., 0]
+    return self.backgrounds[bg]
+
+# %% ../nbs/09_depth.ipynb #398bad20
+FOOT_GAP = 13  # levels (5% of the range, 0.5 m for DenseDepth) a person may stand off the ground under its feet unflagged
+
+def composite_quality(depth, background, mask, mirrored=None, relative: bool = False) -> dict:
+    "Quality figures, in 8-bit levels, of map `depth` (h, w) of a composite with boolean `mask`, given its `background`'s map and `mirrored`."
+    levels = lambda v: round(255 * float(v), 2)
+    q = dict(flip=None if mirrored is None else levels(np.abs(depth - mirrored).mean()), background=None, foot_gap=None, flag='')
+    away = np.ones(mask.shape, bool)
+    if foot := foot_point(mask):
+        ys, xs = np.nonzero(mask); m = max(1, round(0.04 * mask.shape[0]))
+        away[max(ys.min() - m, 0):ys.max() + m + 1, max(xs.min() - m, 0):xs.max() + m + 1] = False
+        gap = 255 * (np.median(depth[mask]) - background[foot]) * (-1 if relative else 1)  # relative: larger is nearer
+        q |= dict(foot_gap=round(float(gap), 2), flag='behind' if gap > FOOT_GAP else 'floats' if gap < -FOOT_GAP else '')
+    if away.any(): q['background'] = levels(np.abs(depth - background)[away].mean())
+    return q
+
+# %% ../nbs/09_depth.ipynb #fd3b2a85
+QUALITY_FIELDS = ['id', 'flip', 'background', 'foot_gap', 'flag']  # the columns of depth_quality.csv
+FLAGS = ('', 'behind', 'floats')
+
+def read_quality(data: bytes) -> dict:
+    "The quality figures depth map `data` (its file's bytes) carries, None where not measured or not readable."
+    with Image.open(io.BytesIO(data)) as im: text = im.info.get(QUALITY_KEY) or im.info.get('comment')
+    try: q = json.loads(text) if text else {}
+    except (ValueError, TypeError): q = {}
+    q = q if isinstance(q, dict) else {}
+    number = lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None
+    return {k: number(q.get(k)) for k in QUALITY_FIELDS[1:4]} | dict(flag=q.get('flag') if q.get('flag') in FLAGS else '')
+
+# %% ../nbs/09_depth.ipynb #e84aaaaa
+def write_quality(store, rows: list[dict]):
+    "Write `depth_quality.csv` of `store`: the quality figures `rows` (dicts of `QUALITY_FIELDS`), sorted by composite id."
+    write_table(store, DEPTH_QUALITY, sorted(rows, key=lambda r: r['id']), QUALITY_FIELDS)
+
+def read_quality_table(store) -> Iterator[dict]:
+    "Rows of `depth_quality.csv` of `store` with numbers (None where not measured); `BadInput` naming the first line that is not one the stage writes."
+    for line, r in enumerate(iter_table(store, DEPTH_QUALITY), 2):
+        try:
+            if name_problem(depth_files(composite_bg(r['id']), r['id'])[0]) or r['flag'] not in FLAGS: raise ValueError
+            yield dict(id=r['id'], flag=r['flag']) | {k: float(r[k]) if r[k] else None for k in QUALITY_FIELDS[1:4]}
+        except (KeyError, ValueError, TypeError): raise BadInput(f'{store.path(DEPTH_QUALITY)} line {line}', f'not a row of quality figures: {str(r)[:200]}') from None
+
+# %% ../nbs/09_depth.ipynb #924443ee
+def quality_summary(rows: Iterable[dict]) -> dict:
+    "Figures of quality table `rows`: per figure the composites measured, median, 95th percentile of the size, worst; flags; per background its mean."
+    values, flags, per_bg, n = {k: ([], []) for k in QUALITY_FIELDS[1:4]}, dict.fromkeys(FLAGS[1:], 0), {}, 0
+    for n, r in enumerate(rows, 1):
+        for k, (v, ids) in values.items():
+            if r[k] is not None: v.append(r[k]); ids.append(r['id'])
+        if r['flag']: flags[r['flag']] += 1
+        if r['background'] is not None: per_bg.setdefault(composite_bg(r['id']), []).append(r['background'])
+    out = dict(composites=n, units='8-bit levels of the stored maps (255: the whole range)', flags=flags)
+    for k, (v, ids) in values.items():
+        size = np.abs(v)
+        out[k] = dict(measured=len(v)) | (dict(median=round(float(np.median(v)), 2), p95=round(float(np.percentile(size, 95)), 2),
+                                               worst=ids[int(np.argmax(size))], worst_value=v[int(np.argmax(size))]) if v else {})
+    return out | dict(per_background={bg: round(float(np.mean(v)), 2) for bg, v in sorted(per_bg.items())})
+
+def quality_line(summary: dict) -> str:
+    "One line of `quality_summary`'s figures, for the end of the stage."
+    fig = lambda k: f"{k.replace('_', ' ')} median {summary[k]['median']:.2f} ({summary[k]['measured']:,} measured)" if summary[k]['measured'] else f"{k.replace('_', ' ')} not measured"
+    f = summary['flags']
+    return f"label quality, in levels: {', '.join(map(fig, QUALITY_FIELDS[1:4]))}; flagged: {f['behind']:,} behind, {f['floats']:,} floating"
 
 # %% ../nbs/09_depth.ipynb #a23add1c
 def depth_record(model: DepthBackend, spec: DepthSpec, old: dict | None, calibration_images: Callable[[], np.ndarray]) -> dict:
@@ -387,7 +486,10 @@ def depth_record(model: DepthBackend, spec: DepthSpec, old: dict | None, calibra
         else: model.calibrate(calibration_images())
     return dict(backend=model.name, weights_sha256=model.weights_sha256, resolution=model.resolution and list(model.resolution), kind=model.kind,
                 far_limit=model.far_limit, affine=list(model.affine) if model.affine else None, fmt=spec.fmt,
-                full_precision=spec.full_precision, labels=model.meaning())
+                full_precision=spec.full_precision, flip_check=spec.flip_check, flip_average=spec.flip_average,
+                labels=model.meaning() | (dict(averaged=FLIP_AVERAGED) if spec.flip_average else {}))
+
+FLIP_AVERAGED = "each map is the average of the model's map and the mirrored map of the mirror image, as DenseDepth's evaluation does"
 
 def calibration_rows(rows: list[dict], n: int) -> list[dict]:
     "About `n` of manifest `rows`, the same number from every background, evenly spaced within it (at least one each)."
@@ -406,27 +508,36 @@ def composite_pixels(store, rows: list[dict]) -> list[np.ndarray]:
     "uint8 RGB of the composites of manifest `rows`, decoded as Pillow decodes them."
     return [decode_jpeg(store.read(r['image'])).numpy() for r in rows]
 
+# %% ../nbs/09_depth.ipynb #b3b03c60
+def _label(rows: list[dict], images: list[np.ndarray], outs: list, there: set, spec: DepthSpec, store, model: DepthBackend) -> list[bytes]:
+    "Label composites `images` of `rows`, measure the labels' quality, write the files of `outs` not `there`; the 8-bit maps' bytes."
+    depth = model.label(rows, images, store)
+    check = [i for i, r in enumerate(rows) if spec.flip_average or (spec.flip_check and zlib.crc32(r['id'].encode()) % spec.flip_check == 0)]
+    mirrored = dict(zip(check, model.label_mirrored([rows[i] for i in check], [images[i] for i in check], store))) if check else {}
+    if spec.flip_average: depth = (depth + np.stack([mirrored[i] for i in range(len(rows))])) / 2
+    maps = []
+    for i, (r, o, d) in enumerate(zip(rows, outs, depth)):
+        mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
+        m = mirrored[i][..., 0] if i in mirrored else None
+        encoded = encode_maps(d, spec.fmt, spec.full_precision, composite_quality(d[..., 0], model.background(store, r['bg']), mask, m, model.kind == 'relative'))
+        for f, data in zip(o, encoded):
+            if f not in there: store.write(f, data)
+        maps.append(encoded[0])
+    return maps
+
 # %% ../nbs/09_depth.ipynb #93f1e373
-def label_batch(rows: list[dict], spec: DepthSpec, store, model: DepthBackend) -> tuple[int, dict[str, PixelStats]]:
-    "Write the depth maps of manifest `rows` missing from `store`, made by `model` as `spec` says; return how many, and the pixel statistics."
+def label_batch(rows: list[dict], spec: DepthSpec, store, model: DepthBackend) -> tuple[int, dict[str, PixelStats], list[dict]]:
+    "Write the depth maps of manifest `rows` missing from `store`, made by `model` as `spec` says; return how many, the pixel statistics and the quality figures."
     outs = [depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision] for r in rows]
     there = store.present([f for o in outs for f in o])
     jpegs = [store.read(r['image']) for r in rows]
     images = [decode_jpeg(j).numpy() for j in jpegs]
     written = sum(not all(f in there for f in o) for o in outs)
-    if not written: maps = [store.read(o[0]) for o in outs]
-    else:
-        depth = model.label(rows, images, store)
-        maps = []
-        for o, d in zip(outs, depth):
-            encoded = encode_maps(d, spec.fmt, spec.full_precision)
-            for f, data in zip(o, encoded):
-                if f not in there: store.write(f, data)
-            maps.append(encoded[0])
+    maps = _label(rows, images, outs, there, spec, store, model) if written else [store.read(o[0]) for o in outs]
     stats = {COMPOSITES: PixelStats(3), DEPTH: PixelStats(1)}
     for j, im, m in zip(jpegs, images, maps):
         stats[COMPOSITES].add(im, nbytes=len(j)); stats[DEPTH].add(np.asarray(Image.open(io.BytesIO(m))), nbytes=len(m))
-    return written, stats
+    return written, stats, [dict(id=r['id']) | read_quality(m) for r, m in zip(rows, maps)]
 
 # %% ../nbs/09_depth.ipynb #0dc15009
 def make_depth(
@@ -437,7 +548,7 @@ def make_depth(
     wait:bool=False, # wait for another run on this dataset to finish instead of stopping
     progress:bool=True, # show a progress bar and a summary
 ) -> dict:
-    "Write a depth map for every composite of `dataset`, on one scale for the whole dataset; return the record."
+    "Write a depth map for every composite of `dataset`, on one scale for the whole dataset, and measure the labels' quality; return the record."
     check_range(1, limit=limit)
     store = open_store(dataset)
     with store.hold('depth', wait):
@@ -450,9 +561,10 @@ def make_depth(
             for bg in dict.fromkeys(r['bg'] for r in rows): store.makedirs(f'{folder}/{bg}')
         batches = [rows[i:i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
         with ThreadPoolExecutor(2) as pool, tqdm(total=len(rows), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
-            written, parts = 0, []
-            for b, (n, st) in zip(batches, pool.map(lambda b: label_batch(b, spec, store, model), batches)):
-                written += n; parts.append(st); bar.update(len(b))
+            written, parts, quality = 0, [], []
+            for b, (n, st, q) in zip(batches, pool.map(lambda b: label_batch(b, spec, store, model), batches)):
+                written += n; parts.append(st); quality += q; bar.update(len(b))
+        write_quality(store, quality)
         if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth')
-    if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}')
+    if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}')
     return meta

@@ -12,12 +12,12 @@ from typing import NamedTuple
 
 # %% auto #0
 __all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'COMPOSITES', 'MASKS', 'DEPTH', 'DEPTH16', 'MANIFEST', 'MANIFEST_FIELDS',
-           'COMPOSITES_RECORD', 'DEPTH_RECORD', 'STAGE_STATS', 'CARD_JSON', 'CARD_MD', 'CARD', 'CARD_PICTURES',
-           'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA',
-           'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids', 'id_number', 'source_file', 'bg_file', 'fg_files',
-           'sources_table', 'rejects_table', 'composite_id', 'composite_files', 'depth_files', 'ImageSet', 'pull_state',
-           'shard_name', 'tfrecord_name', 'Stage', 'made_after', 'made_from', 'escapes', 'name_problem', 'row_problem',
-           'folder_table']
+           'COMPOSITES_RECORD', 'DEPTH_RECORD', 'STAGE_STATS', 'DEPTH_QUALITY', 'CARD_JSON', 'CARD_MD', 'CARD',
+           'CARD_PICTURES', 'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES',
+           'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids', 'id_number', 'source_file',
+           'bg_file', 'fg_files', 'sources_table', 'rejects_table', 'composite_id', 'composite_files', 'composite_bg',
+           'depth_files', 'ImageSet', 'pull_state', 'shard_name', 'tfrecord_name', 'Stage', 'made_after', 'made_from',
+           'escapes', 'name_problem', 'row_problem', 'folder_table']
 
 # %% ../nbs/00_layout.ipynb #1126ea09
 BG, FG, FG_MASK = 'bg', 'fg', 'fg_mask'  # folders (and id prefixes) of backgrounds, foregrounds and their masks
@@ -65,6 +65,10 @@ def composite_files(bg: str, id_: str) -> tuple[str, str]:
     "Paths of composite `id_` of background `bg` and of its mask."
     return f'{COMPOSITES}/{bg}/{id_}.jpg', f'{MASKS}/{bg}/{id_}.png'
 
+def composite_bg(id_: str) -> str:
+    "The background of composite `id_` (`bg_007_fg_042_flip_03` -> `bg_007`)."
+    return id_[:id_.index('_fg_')]
+
 def depth_files(bg: str, id_: str, fmt: str = 'png') -> tuple[str, str]:
     "Paths of the 8-bit depth map (`fmt`: 'png' or 'jpg') and of the 16-bit one of composite `id_` of background `bg`."
     return f'{DEPTH}/{bg}/{id_}.{fmt}', f'{DEPTH16}/{bg}/{id_}.png'
@@ -74,10 +78,12 @@ MANIFEST = 'manifest.csv'
 MANIFEST_FIELDS = ['id', 'bg', 'fg', 'flip', 'index', 'x', 'y', 'width', 'height', 'image', 'mask']
 COMPOSITES_RECORD, DEPTH_RECORD = 'composites.json', 'depth.json'  # parameters and sources of each run
 STAGE_STATS = 'stage_stats.json'  # statistics the stages gathered while they held the pixels
+DEPTH_QUALITY = 'depth_quality.csv'  # the depth labels' quality figures, one row per composite
 
 # %% ../nbs/00_layout.ipynb #3c9c47eb
 CARD_JSON, CARD_MD, CARD = 'dataset.json', 'DATASET.md', 'card'
-CARD_PICTURES = {'samples': f'{CARD}/samples.png', 'histograms': f'{CARD}/histograms.png', 'placements': f'{CARD}/placements.png'}
+CARD_PICTURES = {'samples': f'{CARD}/samples.png', 'histograms': f'{CARD}/histograms.png', 'placements': f'{CARD}/placements.png',
+                 'quality': f'{CARD}/quality.png'}
 
 # %% ../nbs/00_layout.ipynb #b7026054
 FG_ALPHA = 'fg_alpha'  # the set of the foregrounds' alpha channels
@@ -132,7 +138,7 @@ STAGES = {  # in the order they run
     'backgrounds': Stage((BG, sources_table(BG), rejects_table(BG)), sources_table(BG)),
     'foregrounds': Stage((FG, FG_MASK, sources_table(FG), rejects_table(FG)), sources_table(FG)),
     'composites': Stage((COMPOSITES, MASKS, MANIFEST, COMPOSITES_RECORD), COMPOSITES_RECORD, ('backgrounds', 'foregrounds')),
-    'depth': Stage((DEPTH, DEPTH16, DEPTH_RECORD), DEPTH_RECORD, ('composites',)),
+    'depth': Stage((DEPTH, DEPTH16, DEPTH_QUALITY, DEPTH_RECORD), DEPTH_RECORD, ('composites',)),
     'stats': Stage((CARD_JSON, CARD_MD, CARD, STAGE_STATS), CARD_JSON, ('composites', 'depth'))}  # stage_stats.json: figures for the card
 LOCK = '.depthseg.lock'  # held by the one process writing to a dataset
 
@@ -152,7 +158,7 @@ _CID = rf'(bg_{_N})_fg_{_N}_(?:orig|flip)_[0-9]{{2,6}}'  # a composite id; group
 _FILES = re.compile('|'.join([
     rf'{BG}/bg_{_N}\.jpg', rf'{FG}/fg_{_N}\.png', rf'{FG_MASK}/fg_mask_{_N}\.png',
     rf'{COMPOSITES}/(bg_{_N})/{_CID}\.jpg', rf'(?:{MASKS}|{DEPTH16})/(bg_{_N})/{_CID}\.png', rf'{DEPTH}/(bg_{_N})/{_CID}\.(?:png|jpg)',
-    *map(re.escape, [MANIFEST, COMPOSITES_RECORD, DEPTH_RECORD, STAGE_STATS, CARD_JSON, CARD_MD, *CARD_PICTURES.values(),
+    *map(re.escape, [MANIFEST, COMPOSITES_RECORD, DEPTH_RECORD, DEPTH_QUALITY, STAGE_STATS, CARD_JSON, CARD_MD, *CARD_PICTURES.values(),
                      *(t(k) for t in (sources_table, rejects_table) for k in (BG, FG))])]))
 
 def escapes(path: str) -> str | None:
@@ -195,6 +201,7 @@ FOLDERS = [
     (f'{DEPTH}/bg_NNN/', 'depth maps, 8-bit: metric (0 at the camera, 255 the far limit: 10 m for DenseDepth) or relative inverse depth (0 far, 255 near), as `depth.json` says', 'depthseg depth DATASET --weights nyu.h5'),
     (f'{DEPTH16}/bg_NNN/', 'the same depth maps in 16 bits (with `--full-precision`)', 'depthseg depth DATASET --full-precision'),
     (DEPTH_RECORD, 'the labeller, its weights\' SHA-256, resolution, and what the stored values mean: kind, units, 0 and the maximum, licence', 'depthseg depth DATASET'),
+    (DEPTH_QUALITY, 'the depth labels\' quality, one row per composite: flip and background consistency, the person\'s depth against the ground under its feet, a flag', 'depthseg depth DATASET'),
     (STAGE_STATS, 'statistics the stages gathered while they held the pixels', 'the composites and depth stages'),
     (f'{CARD_JSON}, {CARD_MD}, {CARD}/', 'every set\'s count, dimensions, size, exact mean and std; parameters, versions; pictures', 'depthseg stats DATASET'),
     (f'{sources_table(BG)}, {sources_table(FG)}', 'each output\'s source file, its SHA-256 and perceptual hash', 'the first two stages'),

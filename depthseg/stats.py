@@ -15,9 +15,11 @@ import numpy as np
 from PIL import Image
 
 from .composites import CompositesJob
+from .depth import FOOT_GAP, QUALITY_FIELDS, quality_summary, read_quality_table
 from .core import BadArgument, BadInput, atomic_path, check_range, atomic_write, parallel_map
-from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG,
-                             FG_ALPHA, FG_MASK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file, depth_files, fg_files, made_after)
+from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_QUALITY,
+                             DEPTH_RECORD, FG,                              FG_ALPHA, FG_MASK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file, composite_bg, composite_files, depth_files,
+                             fg_files, made_after)
 from .pixels import LEVELS, PixelStats, merge_stats, stage_stats
 from .store import FolderStore, check_dataset, iter_manifest, lineage, read_json
 
@@ -85,6 +87,23 @@ def _summary(name: str, s: PixelStats) -> dict:
     if other := _same_files(name): d = {k: v for k, v in d.items() if k != 'bytes'} | {'same_files_as': other}
     return d
 
+# %% ../nbs/10_stats.ipynb #e9d7eaa0
+_MEASURES = dict(flip="the map against the mirrored map of the mirror image: the labeller's own noise",
+                 background="the map away from the cut-out against the map of the background alone",
+                 foot_gap="the person's depth against the ground under its feet (positive: farther)")
+
+def _quality_markdown(q: dict, depth: dict) -> list[str]:
+    "The card's lines on the depth labels' quality summary `q`, for labels `depth` (the depth record)."
+    level = f"1 level = {depth['far_limit'] / 255:.3f} m" if depth['kind'] == 'metric' else 'relative units'
+    lines = ['', '## Label quality', '', f"Measured by the depth stage on each of the {q['composites']:,} composites, in 8-bit levels of the stored maps ({level}); "
+             f"every composite's figures are in `{DEPTH_QUALITY}`.", '', '| figure | compares | measured | median | 95th percentile of the size | worst |', '|---|---|---|---|---|---|']
+    for k in QUALITY_FIELDS[1:4]:
+        f = q[k]
+        lines.append(f"| {k} | {_MEASURES[k]} | {f['measured']:,} | " + (f"{f['median']:.2f} | {f['p95']:.2f} | {f['worst']} ({f['worst_value']:.2f}) |" if f['measured'] else '- | - | - |'))
+    worst = sorted(q['per_background'].items(), key=lambda kv: -kv[1])[:3]
+    return lines + ['', f"Flagged (foot gap beyond {FOOT_GAP} levels): {q['flags']['behind']:,} behind the surface under their feet, {q['flags']['floats']:,} floating in front of it.",
+                    '', 'Backgrounds whose depth changes most under a pasted person (mean background figure): ' + ', '.join(f'{bg} ({v:.2f})' for bg, v in worst) + '.']
+
 # %% ../nbs/10_stats.ipynb #f52bb740
 def card_markdown(card: dict) -> str:
     "The text of `DATASET.md` for `card` (the contents of `dataset.json`)."
@@ -103,7 +122,8 @@ def card_markdown(card: dict) -> str:
         size = f"same files as {s['same_files_as']}" if 'same_files_as' in s else _human(s['bytes'])  # counted once, under the first set
         lines += ['', f'## {SETS[name].title} ({name})', '', f"- Number of images: {s['images']:,}", f'- Image dimensions: {dims}',
                   f'- Size on disk: {size}', f"- Mean: {_floats(s['mean'])}", f"- Std: {_floats(s['std'])}"]
-    pictures = [f'![{k}]({v})' for k, v in CARD_PICTURES.items()]
+    if quality := card.get('depth_quality'): lines += _quality_markdown(quality, card['depth'])
+    pictures = [f'![{k}]({v})' for k, v in CARD_PICTURES.items() if k != 'quality' or quality]
     return '\n'.join(lines + ['', '## Pictures'] + [l for p in pictures for l in ('', p)]) + '\n'
 
 # %% ../nbs/10_stats.ipynb #e4cb97c7
@@ -212,6 +232,29 @@ def _heat_map(dataset: Path, n: int, path: Path):
         fig.tight_layout(); _save(fig, path)
     return fig
 
+# %% ../nbs/10_stats.ipynb #6028ea92
+def _quality_picture(dataset: Path, q: dict, path: Path):
+    "Draw the distribution of each quality figure of `dataset` and its worst composite with its map (summary `q`) in PNG `path`; returns the figure."
+    import matplotlib.pyplot as plt
+    store = FolderStore(dataset); values = {k: [] for k in QUALITY_FIELDS[1:4]}
+    for r in read_quality_table(store):
+        for k, v in values.items(): v.extend([] if r[k] is None else [r[k]])
+    fmt = read_json(store, DEPTH_RECORD)['fmt']
+    with _style():
+        fig = plt.figure(figsize=(_WIDTH / 100, 5.4)); grid = fig.add_gridspec(2, 6, height_ratios=(1, 0.9))
+        for j, (k, v) in enumerate(values.items()):
+            ax = fig.add_subplot(grid[0, 2 * j:2 * j + 2]); ax.hist(v, bins=30, color='tab:blue'); ax.set_yscale('log' if v else 'linear')
+            ax.set(title=f'{k} ({len(v):,} measured)', xlabel='levels (of 255)', ylabel='composites' if j == 0 else None)
+            if k == 'foot_gap': [ax.axvline(s * FOOT_GAP, color='tab:red', ls='--', lw=1, label='flagged beyond' if s < 0 else None) for s in (-1, 1)]; ax.legend()
+            if not (worst := q[k].get('worst')): continue
+            for c, (rel, cmap) in enumerate(((composite_files(composite_bg(worst), worst)[0], None), (depth_files(composite_bg(worst), worst, fmt)[0], 'magma'))):
+                ax = _bare(fig.add_subplot(grid[1, 2 * j + c]))
+                with Image.open(dataset/rel) as im: ax.imshow(np.asarray(im), cmap=cmap, vmin=0, vmax=255)
+                ax.set_title(f"worst {k}" if c == 0 else f"{q[k]['worst_value']:.1f} levels", fontsize=9)
+                ax.set_xlabel(worst.replace('_fg', '\nfg') if c == 0 else 'its depth map', fontsize=8)
+        fig.tight_layout(); _save(fig, path)
+    return fig
+
 # %% ../nbs/10_stats.ipynb #5fd53960
 def _records(dataset: Path, n: int) -> dict:
     "What the composites and depth records say, for the card."
@@ -220,6 +263,7 @@ def _records(dataset: Path, n: int) -> dict:
         out['composites'] = {f.name: comp[f.name] for f in fields(CompositesJob)} | dict(
             backgrounds=len(comp['backgrounds']), foregrounds=len(comp['foregrounds']), composites=n)
     if depth := read_json(store, DEPTH_RECORD): out['depth'] = depth
+    if depth and store.exists(DEPTH_QUALITY): out['depth_quality'] = quality_summary(read_quality_table(store))
     return out
 
 # %% ../nbs/10_stats.ipynb #4ef62414
@@ -248,6 +292,7 @@ def write_card(
             _sample_sheet(dataset, _sample_rows(store, n), dataset/CARD_PICTURES['samples'])
             _histograms(stats, dataset/CARD_PICTURES['histograms'])
             _heat_map(dataset, n, dataset/CARD_PICTURES['placements'])
+            if 'depth_quality' in card: _quality_picture(dataset, card['depth_quality'], dataset/CARD_PICTURES['quality'])
         atomic_write(dataset/CARD_MD, card_markdown(card).encode())
         atomic_write(dataset/CARD_JSON, json.dumps(card, indent=1).encode())  # last: a card with its record is complete
     if progress: print(f'card: {dataset/CARD_MD}, {dataset/CARD_JSON} and pictures in {dataset/CARD}')

@@ -89,6 +89,7 @@ def test_kill_and_resume_depth(dataset, tmp_path):
         assert all((dataset/f).read_bytes() == (clean/f).read_bytes() for f in files), folder
     assert (dataset/'depth.json').read_bytes() == (clean/'depth.json').read_bytes()
     assert (dataset/'stage_stats.json').read_bytes() == (clean/'stage_stats.json').read_bytes()  # the same statistics recorded
+    assert (dataset/'depth_quality.csv').read_bytes() == (clean/'depth_quality.csv').read_bytes()  # the same quality figures
     assert not [p for p in dataset.rglob('.*') if p.is_file()]  # no temporary file, no lock left
 
 
