@@ -15,7 +15,9 @@ from . import __version__
 
 from .backgrounds import prepare_backgrounds
 from .beam import make_beam
+from .collect import collect
 from .composites import CompositesJob, make_composites
+from .cutouts import make_cutouts
 from .core import BadArgument, BadInput, Busy, RejectedInputs, check_range, dataset_lock, is_url
 from .data import to_tfrecord
 from .depth import DepthSpec, make_depth
@@ -50,7 +52,7 @@ def demo(
     return report
 
 # %% ../nbs/15_cli.ipynb #55580a26
-COMMANDS = {'backgrounds': prepare_backgrounds, 'foregrounds': prepare_foregrounds,
+COMMANDS = {'collect': collect, 'cutouts': make_cutouts, 'backgrounds': prepare_backgrounds, 'foregrounds': prepare_foregrounds,
             'composites': make_composites, 'depth': make_depth, 'stats': write_card,
             'pack': pack, 'push': push, 'pull': pull, 'tfrecord': to_tfrecord, 'beam': make_beam, 'clean': clean, 'demo': demo}
 

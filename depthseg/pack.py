@@ -20,8 +20,9 @@ from .store import FolderStore, check_dataset, check_outside, record_sums
 from .layout import CARD_JSON, CARD_MD, LOCK, SHARD_INDEX, SHARD_NAMES, STAGES, escapes, name_problem, pull_state, shard_name
 
 # %% auto #0
-__all__ = ['INDEX', 'INDEX_FORMAT', 'CARD_FILES', 'TIMEOUT', 'WAITS', 'DRIVE_ID', 'plan_shards', 'pack', 'read_index', 'push',
-           'check_members', 'extract_shard', 'PullReport', 'pull', 'in_colab', 'mount_drive', 'default_paths']
+__all__ = ['INDEX', 'INDEX_FORMAT', 'CARD_FILES', 'TIMEOUT', 'WAITS', 'RETRY_CODES', 'DRIVE_ID', 'plan_shards', 'pack',
+           'read_index', 'push', 'check_members', 'extract_shard', 'PullReport', 'pull', 'in_colab', 'mount_drive',
+           'default_paths']
 
 # %% ../nbs/11_pack.ipynb #e792a2ba
 INDEX, INDEX_FORMAT, CARD_FILES = SHARD_INDEX, 'depthseg-shards/2', (CARD_JSON, CARD_MD)
@@ -238,6 +239,7 @@ def extract_shard(task) -> tuple[str, str | None]:
 
 # %% ../nbs/11_pack.ipynb #e04494c1
 TIMEOUT, WAITS = 30, (1, 3, 9)  # seconds: of a download's every read; between its tries after a lost connection
+RETRY_CODES = (429, 500, 502, 503, 504)  # HTTP errors that may pass: tried again too
 _NETWORK = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 class _Failed(Exception):
@@ -249,14 +251,14 @@ def _is_web_page(head: bytes) -> bool:
     return head.lstrip()[:15].lower().startswith((b'<!doctype html', b'<html'))
 
 # %% ../nbs/11_pack.ipynb #de3852fe
-def _transfer(url: str, f, limit: int, what: str, bar=None) -> int:
-    "Append to file `f` what `url` holds past `f`'s end (all of it if the server ignores ranges); `_Failed` past `limit` bytes or for a web page. Return `f`'s size."
+def _transfer(url: str, f, limit: int, what: str, bar=None, timeout: float | None = None) -> int:
+    "Append to file `f` what `url` holds past `f`'s end (all of it if the server ignores ranges); `_Failed` past `limit` bytes or for a web page. Return `f`'s size. Each read waits `timeout` seconds at most (default `TIMEOUT`)."
     have = f.seek(0, 2)
-    with urllib.request.urlopen(urllib.request.Request(url, headers={'Range': f'bytes={have}-'} if have else {}), timeout=TIMEOUT) as r:
+    with urllib.request.urlopen(urllib.request.Request(url, headers={'Range': f'bytes={have}-'} if have else {}), timeout=timeout or TIMEOUT) as r:
         if have and r.status != 206: have = f.seek(0); f.truncate()  # no ranges here: start over
         if have and not r.headers.get('Content-Range', '').startswith(f'bytes {have}-'): raise _Failed(f'the server sent the wrong part of {what}', 'damaged')
         while chunk := r.read(min(2**20, limit - have + 1)):
-            if not have and _is_web_page(chunk): raise _Failed(f'Drive returned a web page (quota or virus-scan notice) for {what}', 'damaged')
+            if not have and _is_web_page(chunk): raise _Failed(f'the server returned a web page, not {what} (Drive does for a quota or virus-scan notice)', 'damaged')
             if have + len(chunk) > limit: raise _Failed(f'the server sent more than the {limit:,} bytes expected of {what}', 'damaged')
             f.write(chunk); have += len(chunk)
             if bar: bar.update(len(chunk))
@@ -264,10 +266,12 @@ def _transfer(url: str, f, limit: int, what: str, bar=None) -> int:
 
 # %% ../nbs/11_pack.ipynb #d41a3fb0
 def _retrying(url: str, what: str, attempt: Callable):
-    "`attempt()`, tried again after `WAITS` while the connection fails; `_Failed` for an HTTP error or at last."
+    "`attempt()`, tried again after `WAITS` while the connection fails or the server answers one of `RETRY_CODES`; `_Failed` for an HTTP error or at last."
     for wait in (*WAITS, None):
         try: return attempt()
-        except urllib.error.HTTPError as e: raise _Failed(f'404 for {what}', 'missing') if e.code == 404 else _Failed(f'HTTP {e.code} for {what}', 'damaged') from None
+        except urllib.error.HTTPError as e:
+            if e.code in RETRY_CODES and wait is not None: time.sleep(wait); continue
+            raise _Failed(f'404 for {what}', 'missing') if e.code == 404 else _Failed(f'HTTP {e.code} for {what}', 'damaged') from None
         except _NETWORK as e:
             if wait is None: raise _Failed(f"cannot reach {url} ({getattr(e, 'reason', None) or e})", 'unreachable') from None
             time.sleep(wait)

@@ -16,8 +16,8 @@ from .depth import ExactBackend, exact_backend
 from .samples import ROOM_SIZES, draw_dog, draw_person, draw_room
 
 # %% auto #0
-__all__ = ['reference_nyu_h5', 'tiny_depth_anything', 'tiny_depth_anything_preset', 'draw_sources', 'PerturbedBackend',
-           'perturbed_backend']
+__all__ = ['reference_nyu_h5', 'tiny_depth_anything', 'tiny_depth_anything_preset', 'tiny_deeplab_preset', 'draw_sources',
+           'PerturbedBackend', 'perturbed_backend']
 
 # %% ../nbs/05_testing.ipynb #bf495a1e
 def reference_nyu_h5(path):
@@ -70,6 +70,20 @@ def tiny_depth_anything_preset(folder, size: int = 224) -> Path:
     import keras_hub
     _tiny_depth_anything_backbone(size).save_to_preset(folder)
     keras_hub.layers.DepthAnythingImageConverter(image_size=(size, size), scale=1 / 255).save_to_preset(folder)
+    return Path(folder)
+
+# %% ../nbs/05_testing.ipynb #f4ae7025
+def tiny_deeplab_preset(folder, size: int = 64, classes: int = 21) -> Path:
+    "Save in `folder` a tiny DeepLabV3+ segmenter with random weights and `classes` classes, as KerasHub publishes its DeepLabV3 presets."
+    import keras, keras_hub
+    keras.utils.set_random_seed(0)
+    enc = keras_hub.models.ResNetBackbone(input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16, 16],
+        stackwise_num_blocks=[1, 1, 1], stackwise_num_strides=[1, 2, 2], block_type='basic_block')
+    backbone = keras_hub.models.DeepLabV3Backbone(image_encoder=enc, spatial_pyramid_pooling_key='P4', upsampling_size=4,
+        dilation_rates=[1, 2], low_level_feature_key='P2', projection_filters=8)
+    converter = keras_hub.layers.DeepLabV3ImageConverter(image_size=(size, size), scale=1 / 255)
+    preprocessor = keras_hub.models.DeepLabV3ImageSegmenterPreprocessor(image_converter=converter)
+    keras_hub.models.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=classes, preprocessor=preprocessor).save_to_preset(folder)
     return Path(folder)
 
 # %% ../nbs/05_testing.ipynb #bf8a1366

@@ -244,7 +244,7 @@ def test_a_web_page_instead_of_a_shard_is_named(tmp_path, web):
     make_shards(srv.root)
     srv.bodies['set-00001.tar'] = b'\n <!DOCTYPE html><html><body>Google Drive - Quota exceeded</body></html>'
     report = pull(url, tmp_path/'dest', progress=False)
-    assert report.damaged == {'set-00001.tar': 'Drive returned a web page (quota or virus-scan notice) for shard set-00001.tar'}
+    assert report.damaged == {'set-00001.tar': 'the server returned a web page, not shard set-00001.tar (Drive does for a quota or virus-scan notice)'}
     assert not list((pull_state(tmp_path/'dest')/'download').glob('set-00001*'))  # nothing of it kept
 
 

@@ -1,0 +1,68 @@
+"`depthseg cutouts`: on composites of the sample data an oracle segmenter gives back each pasted cut-out; a tiny random KerasHub DeepLabV3 runs the whole path."
+import numpy as np
+import pytest
+from PIL import Image
+
+from depthseg.backgrounds import prepare_backgrounds
+from depthseg.cli import main
+from depthseg.composites import CompositesJob, make_composites
+from depthseg.core import read_csv
+from depthseg.cutouts import make_cutouts
+from depthseg.foregrounds import prepare_foregrounds
+from depthseg.samples import sample_dir
+from depthseg.testing import tiny_deeplab_preset
+
+
+@pytest.fixture(scope='module')
+def composites(tmp_path_factory):
+    "Photos (composites of the sample data, as PNG) with the true mask and place of the cut-out pasted in each."
+    ds, photos = tmp_path_factory.mktemp('ds'), tmp_path_factory.mktemp('photos')
+    prepare_backgrounds(sample_dir('backgrounds'), ds, progress=False); prepare_foregrounds(sample_dir('foregrounds'), ds, progress=False)
+    make_composites(ds, CompositesJob(positions=1, flip=False), backgrounds=3, workers=1, progress=False)
+    truth = {}
+    for row in sorted((r for r in read_csv(ds/'manifest.csv')), key=lambda r: r['id']):
+        photo, mask = Image.open(ds/row['image']).convert('RGB'), np.asarray(Image.open(ds/row['mask'])) > 127
+        photo.save(photos/f"{row['id']}.png")
+        truth[photo.tobytes()] = (f"{row['id']}.png", mask)
+    return photos, truth
+
+
+def test_the_oracle_gives_back_every_pasted_cut_out(composites, tmp_path):
+    photos, truth = composites
+    report = make_cutouts(photos, tmp_path/'out', model=lambda photo: truth[photo.tobytes()][1].astype(float), min_height=100, progress=False)
+    masks = dict(truth.values())
+    near_frame = {n for n, m in masks.items() if m[:2].any() or m[-2:].any() or m[:, :2].any() or m[:, -2:].any()}
+    assert {s for s, _ in report.refused} == near_frame and all('cut by the frame' in r for _, r in report.refused)
+    assert len(report.kept) == len(masks) - len(near_frame) >= 20
+    ious = []
+    for row in read_csv(tmp_path/'out/cutouts_sources.csv'):
+        x, y = int(row['left']), int(row['top'])
+        alpha = np.asarray(Image.open(tmp_path/'out'/row['file']).getchannel('A')) > 127
+        got = np.zeros_like(masks[row['source']]); got[y:y + alpha.shape[0], x:x + alpha.shape[1]] = alpha
+        ious.append((got & masks[row['source']]).sum() / (got | masks[row['source']]).sum())
+    assert min(ious) >= 0.99, min(ious)
+    assert sorted(p.name for p in (tmp_path/'out/preview').iterdir()) == [f'sheet_{i:03d}.png' for i in range(-(-len(masks) // 6))]
+    assert prepare_foregrounds(tmp_path/'out/images', tmp_path/'ds', progress=False).ids[-1] == f'fg_{len(report.kept) - 1:03d}'
+
+
+def test_a_tiny_random_deeplab_runs_the_whole_path_from_the_command_line(composites, tmp_path, capsys):
+    photos, truth = composites
+    some = tmp_path/'photos'; some.mkdir()
+    for p in sorted(photos.iterdir())[:3]: (some/p.name).write_bytes(p.read_bytes())
+    (some/'notes.jpg').write_text('<html>not a photo</html>')
+    preset = tiny_deeplab_preset(tmp_path/'deeplab')
+    code = main(['cutouts', str(some), str(tmp_path/'out'), '--preset', str(preset)])
+    refused = {r['source']: r['reason'] for r in read_csv(tmp_path/'out/cutouts_rejects.csv')}
+    kept = read_csv(tmp_path/'out/cutouts_sources.csv')
+    assert len(refused) + len(kept) == 4 and refused['notes.jpg'] == 'not an image (format not recognised)'
+    assert code == (0 if kept else 1) and 'cutouts: ' in capsys.readouterr().out
+    assert (tmp_path/'out/preview/sheet_000.png').is_file()
+
+    import keras_hub  # the same model saved as one .keras file
+    keras_hub.models.DeepLabV3ImageSegmenter.from_preset(str(preset)).save(tmp_path/'deeplab.keras')
+    main(['cutouts', str(some), str(tmp_path/'out2'), '--weights', str(tmp_path/'deeplab.keras')])
+    assert read_csv(tmp_path/'out2/cutouts_rejects.csv') == read_csv(tmp_path/'out/cutouts_rejects.csv')
+
+    assert main(['cutouts', str(some), str(tmp_path/'out3'), '--preset', str(preset), '--person', '30']) == 2
+    assert capsys.readouterr().err.strip().endswith('classes 0 to 20, no class 30')
+    assert main(['cutouts', str(some), str(tmp_path/'out3')]) == 2  # no model
