@@ -7,7 +7,7 @@ Docs: https://depthseg.github.io/depthseg/testing.html.md"""
 # %% ../nbs/05_testing.ipynb #9638be4f
 from __future__ import annotations
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from .samples import ROOM_SIZES, draw_dog, draw_person, draw_room
 
 # %% auto #0
 __all__ = ['reference_nyu_h5', 'tiny_depth_anything', 'tiny_depth_anything_preset', 'tiny_deeplab_preset', 'draw_sources',
-           'PerturbedBackend', 'perturbed_backend']
+           'PerturbedBackend']
 
 # %% ../nbs/05_testing.ipynb #bf495a1e
 def reference_nyu_h5(path):
@@ -97,11 +97,12 @@ def draw_sources(root, n: int) -> tuple[Path, Path]:
     return rooms, cutouts
 
 # %% ../nbs/05_testing.ipynb #5e108268
-@dataclass
 class PerturbedBackend(ExactBackend):
     "The exact backend with, per image, Gaussian `noise` and a scale and shift of up to `jitter` (stored scale), seeded by the image's pixels."
-    noise: float = 0.0
-    jitter: float = 0.0
+    def __init__(self, noise: float = 0.0, jitter: float = 0.0):
+        e = exact_backend()
+        super().__init__(**{f.name: getattr(e, f.name) for f in fields(e) if f.init} | dict(name='perturbed', labeller=f'{e.labeller}, perturbed'))
+        self.noise, self.jitter = noise, jitter
 
     def perturb(self, maps: np.ndarray, images: list[np.ndarray]) -> np.ndarray:
         "`maps` of `images`, each with its noise, scale and shift."
@@ -115,10 +116,3 @@ class PerturbedBackend(ExactBackend):
     def label(self, rows, images, store): return self.perturb(super().label(rows, images, store), images)
     def label_mirrored(self, rows, images, store):
         return self.perturb(ExactBackend.label(self, rows, images, store)[:, :, ::-1], [im[:, ::-1] for im in images])[:, :, ::-1]
-
-# %% ../nbs/05_testing.ipynb #8a6c118b
-def perturbed_backend(noise: float = 0.0, jitter: float = 0.0) -> PerturbedBackend:
-    "The `exact` backend with per-image Gaussian `noise` and a random scale and shift of up to `jitter`, on the stored scale."
-    e = exact_backend()
-    return PerturbedBackend(**{f.name: getattr(e, f.name) for f in fields(e) if f.init} | dict(name='perturbed', labeller=f'{e.labeller}, perturbed'),
-                            noise=noise, jitter=jitter)

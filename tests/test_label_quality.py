@@ -11,7 +11,7 @@ from depthseg.depth import DepthSpec, FOOT_GAP, encode_maps, exact_backend, make
 from depthseg.layout import DEPTH_QUALITY, depth_files
 from depthseg.stats import write_card
 from depthseg.store import FolderStore, clean
-from depthseg.testing import perturbed_backend
+from depthseg.testing import PerturbedBackend
 
 
 @pytest.fixture
@@ -38,9 +38,9 @@ def test_exact_labels_score_zero_and_flawed_ones_do_not(composites):
     assert sorted(exact['ids']) == sorted(r['id'] for r in read_csv(ds/'manifest.csv'))
     assert all(len(exact[k]) == 60 for k in ('flip', 'background', 'foot_gap'))
     assert all(not exact[k].any() for k in ('flip', 'background', 'foot_gap')) and not exact['flags']
-    noisy = relabel(ds, perturbed_backend(noise=0.02), flip_check=1)  # 0.02 of the range: 5.1 levels
+    noisy = relabel(ds, PerturbedBackend(noise=0.02), flip_check=1)  # 0.02 of the range: 5.1 levels
     assert 4 < np.median(noisy['flip']) < 8 and 4 < np.median(noisy['background']) < 8
-    shifted = relabel(ds, perturbed_backend(jitter=0.1), flip_check=1)
+    shifted = relabel(ds, PerturbedBackend(jitter=0.1), flip_check=1)
     assert np.median(shifted['background']) > 5 and shifted['flags']  # a scale and shift per image moves persons off the ground
     assert np.abs(shifted['foot_gap']).max() > FOOT_GAP
 
@@ -49,7 +49,7 @@ def test_flip_check_measures_one_in_n_and_flip_average_stores_the_mean(composite
     ds = composites
     assert 1 <= len(relabel(ds, None)['flip']) < 20  # one in 8 of 60, by id
     assert len(relabel(ds, None, flip_check=0)['flip']) == 0
-    model = perturbed_backend(noise=0.05)
+    model = PerturbedBackend(noise=0.05)
     relabel(ds, model, flip_average=True)
     record = json.loads((ds/'depth.json').read_text())
     assert record['flip_average'] and 'average' in record['labels']['averaged']
@@ -62,10 +62,10 @@ def test_flip_check_measures_one_in_n_and_flip_average_stores_the_mean(composite
 
 def test_figures_travel_with_each_map_and_resume_reads_them(composites):
     ds = composites
-    relabel(ds, perturbed_backend(noise=0.02), flip_check=1)
+    relabel(ds, PerturbedBackend(noise=0.02), flip_check=1)
     table = (ds/DEPTH_QUALITY).read_bytes()
     (ds/DEPTH_QUALITY).unlink()
-    make_depth(ds, DepthSpec('exact', flip_check=1), model=perturbed_backend(noise=0.02), progress=False)  # every map there: read back
+    make_depth(ds, DepthSpec('exact', flip_check=1), model=PerturbedBackend(noise=0.02), progress=False)  # every map there: read back
     assert (ds/DEPTH_QUALITY).read_bytes() == table
     r = read_csv(ds/'manifest.csv')[0]
     q = read_quality((ds/depth_files(r['bg'], r['id'])[0]).read_bytes())
