@@ -3,7 +3,7 @@ __version__ = "0.1.0"
 import importlib
 
 _MODULES = ('layout', 'core', 'store', 'pixels', 'samples', 'testing', 'collect', 'cutouts', 'backgrounds', 'foregrounds', 'composites', 'depth',
-            'stats', 'pack', 'data', 'beam', 'cli')
+            'stats', 'pack', 'data', 'beam', 'model', 'cli')
 
 def __getattr__(name):
     "Each module on first use, so that `import depthseg; depthseg.data.load(...)` works without importing them all."
