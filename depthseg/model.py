@@ -293,7 +293,8 @@ def train(
         atomic_write(out/RUN, json.dumps(settings | dict(precision=policy), indent=1).encode())
     data = lambda split: pairs(dataset, split, BG, size, batch_size, background, source, seed)
     return model.fit(data('train').repeat(), steps_per_epoch=settings['steps_per_epoch'], epochs=epochs, initial_epoch=done, callbacks=_callbacks(model, out),
-                     validation_data=data('val') if split_size(dataset, 'val', BG, source, seed) else None, verbose=1 if progress else 0).history
+                     validation_data=data('val') if split_size(dataset, 'val', BG, source, seed) else None, verbose=1 if progress else 0,
+                     shuffle=False).history  # `pairs` shuffles the training composites itself
 
 # %% ../nbs/19_model.ipynb #d3a2ffcb
 def score_table(results: dict, labels: DepthLabels) -> str:
