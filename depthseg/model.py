@@ -20,11 +20,11 @@ from .layout import BG, CARD_JSON, COMPOSITES, FG, TABLES
 from .store import FolderStore, iter_manifest
 
 # %% auto #0
-__all__ = ['HELD_OUT', 'SKIPS', 'DEPTH_LOSSES', 'CUSTOM_OBJECTS', 'SCHEDULES', 'RUN', 'LOG', 'TENSORBOARD', 'DepthLabels',
-           'depth_labels', 'split_size', 'pairs', 'encoder', 'joint_model', 'mask_loss', 'metric_depth_loss',
-           'align_scale_shift', 'relative_depth_loss', 'compile_model', 'mask_counts', 'depth_sums', 'scores',
-           'evaluate_model', 'latest_checkpoint', 'epoch_of', 'save_checkpoint', 'load_checkpoint', 'train',
-           'score_table', 'evaluate', 'show_predictions']
+__all__ = ['HELD_OUT', 'SKIPS', 'IMAGENET_WIDTHS', 'DEPTH_LOSSES', 'CUSTOM_OBJECTS', 'SCHEDULES', 'RUN', 'LOG', 'TENSORBOARD',
+           'DepthLabels', 'depth_labels', 'split_size', 'pairs', 'encoder', 'joint_model', 'mask_loss',
+           'metric_depth_loss', 'align_scale_shift', 'relative_depth_loss', 'compile_model', 'mask_counts',
+           'depth_sums', 'scores', 'evaluate_model', 'latest_checkpoint', 'epoch_of', 'save_checkpoint',
+           'load_checkpoint', 'train', 'score_table', 'evaluate', 'show_predictions']
 
 # %% ../nbs/19_model.ipynb #47d59382
 @dataclass(frozen=True)
@@ -77,18 +77,29 @@ def pairs(path, split='train', held_out=BG, size=224, batch_size=16, background=
     names = ('image', 'bg') if background else ('image',)
     return ex.map(lambda e: ({k: e[k] for k in names}, {k: e[k] for k in ('mask', 'depth')})).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
-# %% ../nbs/19_model.ipynb #fa5bfda9
+# %% ../nbs/19_model.ipynb #8ae6f623
 SKIPS = ('block_1_expand_relu', 'block_3_expand_relu', 'block_6_expand_relu', 'block_13_expand_relu', 'block_16_project')  # strides 2 to 32
+IMAGENET_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # the widths Keras publishes ImageNet weights for
 
+def _mobilenet(size: int, width: float, imagenet: bool):
+    "Keras' MobileNetV2 without its classifier; a failed download of its ImageNet weights is one `OSError` line."
+    import keras
+    if imagenet and width not in IMAGENET_WIDTHS: raise BadArgument(f'ImageNet weights exist for widths {IMAGENET_WIDTHS}, not {width}; or train from random weights (--no-imagenet)')
+    try: return keras.applications.MobileNetV2((size, size, 3), alpha=width, include_top=False, weights='imagenet' if imagenet else None)
+    except Exception as e:
+        if not imagenet: raise
+        raise OSError(f'the ImageNet weights of MobileNetV2 could not be downloaded ({e}); offline, train from random weights (imagenet=False, --no-imagenet)') from None
+
+# %% ../nbs/19_model.ipynb #eb4beff7
 def encoder(size: int, width: float = 1.0, imagenet: bool = False):
     "MobileNetV2 (ImageNet weights or random) as a model from a `size` x `size` image to its features at strides 2, 4, 8, 16 and 32."
     import keras
-    base = keras.applications.MobileNetV2((size, size, 3), alpha=width, include_top=False, weights='imagenet' if imagenet else None)
+    base = _mobilenet(size, width, imagenet)
     for layer in base.layers if not imagenet else ():  # no ImageNet statistics to keep: BatchNorm averages follow the data sooner
         if isinstance(layer, keras.layers.BatchNormalization): layer.momentum = 0.9
     return keras.Model(base.input, [base.get_layer(n).output for n in SKIPS], name='encoder')
 
-# %% ../nbs/19_model.ipynb #12ae7564
+# %% ../nbs/19_model.ipynb #d532745f
 def _head(features, filters, name):
     "A U-Net decoder from `features` (strides 2 to 32) to one full-size float32 map called `name`."
     from keras import layers
@@ -99,7 +110,7 @@ def _head(features, filters, name):
     x = layers.UpSampling2D(interpolation='bilinear')(x)
     return layers.Conv2D(1, 3, padding='same', dtype='float32', name=name)(x)
 
-# %% ../nbs/19_model.ipynb #21006a4b
+# %% ../nbs/19_model.ipynb #b992bd77
 def joint_model(size=224, width=1.0, imagenet=False, background=False, filters=(128, 64, 32, 16)):
     "One MobileNetV2 encoder shared by two decoders, mask logits and depth, from the composite (and the background)."
     import keras
@@ -108,7 +119,7 @@ def joint_model(size=224, width=1.0, imagenet=False, background=False, filters=(
     feats = [keras.layers.Concatenate()(f) if background else f[0] for f in zip(*(enc(inputs[n]) for n in names))]
     return keras.Model(inputs, {'mask': _head(feats, filters, 'mask'), 'depth': _head(feats, filters, 'depth')}, name='depthseg_joint')
 
-# %% ../nbs/19_model.ipynb #ebee4919
+# %% ../nbs/19_model.ipynb #c077fe5b
 def mask_loss(y_true, logits):
     "Binary cross-entropy on the mask logits plus the soft Dice loss, per image."
     import tensorflow as tf
@@ -117,7 +128,7 @@ def mask_loss(y_true, logits):
     p = tf.sigmoid(logits)
     return bce + 1 - (2 * tf.reduce_sum(p * y, axis=(1, 2, 3)) + 1) / (tf.reduce_sum(p + y, axis=(1, 2, 3)) + 1)
 
-# %% ../nbs/19_model.ipynb #28d4342e
+# %% ../nbs/19_model.ipynb #5d41cdf4
 def metric_depth_loss(y_true, y_pred):
     "DenseDepth's loss on depth over the far limit: 0.1 L1 + L1 of the image gradients + (1 - SSIM) / 2 clipped to [0, 1], per image."
     import tensorflow as tf
@@ -127,7 +138,7 @@ def metric_depth_loss(y_true, y_pred):
     grad = tf.reduce_mean(tf.abs(py - ty) + tf.abs(px - tx), axis=(1, 2, 3))
     return 0.1 * l1 + grad + tf.clip_by_value((1 - tf.image.ssim(y, p, max_val=1.0)) / 2, 0, 1)
 
-# %% ../nbs/19_model.ipynb #7f2472fc
+# %% ../nbs/19_model.ipynb #116a3c4f
 def align_scale_shift(y_pred, y_true):
     "Each image of `y_pred` under the scale and shift that fit it best to `y_true` by least squares (a constant image: its shift only)."
     import tensorflow as tf
@@ -144,7 +155,7 @@ def relative_depth_loss(y_true, y_pred):
     import tensorflow as tf
     return tf.reduce_mean(tf.square(align_scale_shift(y_pred, y_true) - tf.cast(y_true, tf.float32)), axis=(1, 2, 3))
 
-# %% ../nbs/19_model.ipynb #337ba6a9
+# %% ../nbs/19_model.ipynb #369571e8
 DEPTH_LOSSES = {'metric': metric_depth_loss, 'relative': relative_depth_loss}
 CUSTOM_OBJECTS = {f.__name__: f for f in (mask_loss, *DEPTH_LOSSES.values())}  # what loading a checkpoint needs
 SCHEDULES = ('cosine', 'constant')
@@ -158,7 +169,7 @@ def compile_model(model, labels: DepthLabels, lr=1e-3, schedule='cosine', steps=
                   metrics={'mask': keras.metrics.BinaryIoU([1], threshold=0.0, name='iou')})
     return model
 
-# %% ../nbs/19_model.ipynb #c7408e0c
+# %% ../nbs/19_model.ipynb #cb3b59dd
 def mask_counts(logits, true) -> np.ndarray:
     "Pixels predicted and true, predicted, and true: mask logits > 0 against true mask > 0.5."
     p, t = np.asarray(logits) > 0, np.asarray(true) > 0.5
@@ -171,7 +182,7 @@ def _on_scale(pred, true, labels: DepthLabels):
     scale = labels.far_limit or 1.0
     return np.clip(pred, 1e-3, None)[valid] * scale, true[valid] * scale
 
-# %% ../nbs/19_model.ipynb #d8601e36
+# %% ../nbs/19_model.ipynb #e8f6b580
 def depth_sums(pred, true, labels: DepthLabels) -> np.ndarray:
     "Pixels with truth > 0, and their sums of |p - t| / t, (p - t)^2 and [max(p/t, t/p) < 1.25], over a batch of maps on the stored scale."
     out = np.zeros(4)
@@ -183,9 +194,9 @@ def depth_sums(pred, true, labels: DepthLabels) -> np.ndarray:
 def scores(masks, depths) -> dict:
     "IoU and Dice from summed `mask_counts`; AbsRel, RMSE and delta < 1.25 from summed `depth_sums`."
     (i, p, t), (n, rel, sq, good) = masks, depths
-    return dict(iou=i / (p + t - i), dice=2 * i / (p + t), abs_rel=rel / n, rmse=math.sqrt(sq / n), delta1=good / n)
+    return {k: float(v) for k, v in dict(iou=i / (p + t - i), dice=2 * i / (p + t), abs_rel=rel / n, rmse=math.sqrt(sq / n), delta1=good / n).items()}
 
-# %% ../nbs/19_model.ipynb #8b3c3fa6
+# %% ../nbs/19_model.ipynb #bec7be15
 def evaluate_model(model, batches, labels: DepthLabels, progress=False) -> dict:
     "The number of composites and the `scores` of `model` over `batches` of `(inputs, targets)`."
     masks, depths, n = np.zeros(3), np.zeros(4), 0
@@ -194,7 +205,7 @@ def evaluate_model(model, batches, labels: DepthLabels, progress=False) -> dict:
         masks += mask_counts(out['mask'], y['mask']); depths += depth_sums(out['depth'], y['depth'], labels)
     return dict(composites=n) | scores(masks, depths)
 
-# %% ../nbs/19_model.ipynb #b6529d2c
+# %% ../nbs/19_model.ipynb #8a197309
 def _checkpoint_name(epoch: int) -> str: return f'epoch_{epoch:04d}.keras'
 
 def latest_checkpoint(folder) -> Path | None:
@@ -206,7 +217,7 @@ def epoch_of(path) -> int:
     "The epochs the checkpoint at `path` has finished, from its name."
     return int(Path(path).stem.split('_')[1])
 
-# %% ../nbs/19_model.ipynb #eaf6c5a3
+# %% ../nbs/19_model.ipynb #5f93b3e8
 def save_checkpoint(model, folder, epoch: int) -> Path:
     "Save `model` with its optimizer state as the checkpoint of `epoch` in `folder`, atomically; the earlier one removed."
     folder = Path(folder); path = folder/_checkpoint_name(epoch)
@@ -224,7 +235,7 @@ def load_checkpoint(path):
     if found is None or not found.is_file(): raise FileNotFoundError(f'{path}: no checkpoint there (epoch_NNNN.keras, written by `depthseg train`)')
     return keras.models.load_model(found, custom_objects=CUSTOM_OBJECTS)
 
-# %% ../nbs/19_model.ipynb #23767fd0
+# %% ../nbs/19_model.ipynb #78364642
 RUN, LOG, TENSORBOARD = 'run.json', 'log.csv', 'tensorboard'  # in the checkpoint folder: the run's settings, one row per epoch, TensorBoard's logs
 
 def _precision() -> str:
@@ -238,7 +249,7 @@ def _run(folder) -> dict:
     "The settings of the training run in `folder`, or {}."
     return json.loads((Path(folder)/RUN).read_text()) if (Path(folder)/RUN).is_file() else {}
 
-# %% ../nbs/19_model.ipynb #9c0f7174
+# %% ../nbs/19_model.ipynb #fc63aa6d
 def _resume(out: Path, settings: dict):
     "The model and finished epochs of the run in `out`, or (None, 0); `BadArgument` if it was trained with other settings."
     last = latest_checkpoint(out)
@@ -255,7 +266,7 @@ def _callbacks(model, out: Path) -> list:
     return [keras.callbacks.CSVLogger(out/LOG, append=True), keras.callbacks.TensorBoard(out/TENSORBOARD),
             keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: save_checkpoint(model, out, epoch + 1))]
 
-# %% ../nbs/19_model.ipynb #4e934029
+# %% ../nbs/19_model.ipynb #d0711622
 def _settings(dataset, size, width, background, batch_size, lr, schedule, steps_per_epoch, source, seed) -> dict:
     "What a resumed run must share with the run it resumes, checked."
     if size < 32 or size % 32: raise BadArgument(f'size must be a multiple of 32 (MobileNetV2 halves it five times), not {size}')
@@ -264,7 +275,7 @@ def _settings(dataset, size, width, background, batch_size, lr, schedule, steps_
     return dict(size=size, width=width, background=background, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed,
                 kind=kind, steps_per_epoch=steps_per_epoch or -(-n // batch_size))
 
-# %% ../nbs/19_model.ipynb #f66a3f77
+# %% ../nbs/19_model.ipynb #e0557def
 def train(
     dataset, # dataset folder with depth maps and its card (`depthseg stats`), or its tar shards
     out='depthseg_model', # checkpoint folder (in Colab, one on Drive): run again after a disconnect to resume from its last epoch
@@ -296,7 +307,7 @@ def train(
                      validation_data=data('val') if split_size(dataset, 'val', BG, source, seed) else None, verbose=1 if progress else 0,
                      shuffle=False).history  # `pairs` shuffles the training composites itself
 
-# %% ../nbs/19_model.ipynb #d3a2ffcb
+# %% ../nbs/19_model.ipynb #a03f8ac1
 def score_table(results: dict, labels: DepthLabels) -> str:
     "The `results` of `evaluate` as a Markdown table, saying the units of each column."
     unit = 'm' if labels.kind == 'metric' else 'inverse depth, aligned'
@@ -306,7 +317,7 @@ def score_table(results: dict, labels: DepthLabels) -> str:
                "Depth as relative inverse depth on the dataset's 0-1 scale, each prediction aligned to its truth by least squares (scale and shift) first")
     return head + rows + f'\n{meaning}; pixels whose truth is 0 left out. IoU and Dice count every pixel of the split; AbsRel and delta < 1.25 have no unit.'
 
-# %% ../nbs/19_model.ipynb #100dc227
+# %% ../nbs/19_model.ipynb #d7e0745c
 def evaluate(
     dataset, # dataset folder with depth maps and its card, or its tar shards
     checkpoint, # a checkpoint written by `depthseg train`, or its folder (the last epoch's)
@@ -325,7 +336,7 @@ def evaluate(
     if progress: print(score_table(results, labels))
     return results
 
-# %% ../nbs/19_model.ipynb #6ef95fe2
+# %% ../nbs/19_model.ipynb #9e02bd45
 def _predicted(model, dataset, split, held_out, n, source, seed):
     "A batch of `n` composites of `split`, its targets, and the model's mask probabilities and depth (relative: aligned)."
     size, background = model.inputs[0].shape[1], len(model.inputs) == 2
@@ -335,7 +346,7 @@ def _predicted(model, dataset, split, held_out, n, source, seed):
     if labels.kind == 'relative': pred = np.stack([align_disparity(p, t, t > 0) for p, t in zip(pred, truth)])
     return x, y, 1 / (1 + np.exp(-out['mask'].numpy()[..., 0])), np.clip(pred, 0, 1), labels
 
-# %% ../nbs/19_model.ipynb #8c927248
+# %% ../nbs/19_model.ipynb #c7acfc5f
 def show_predictions(model, dataset, split='test', held_out=BG, n=4, source='folder', seed=0):
     "Composite, true mask, true depth, predicted mask and predicted depth of `n` composites of `split`: a figure."
     import matplotlib.pyplot as plt

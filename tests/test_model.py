@@ -59,6 +59,12 @@ def test_evaluating_a_checkpoint_gives_fixed_numbers_that_numpy_agrees_with(demo
         assert first[name]['composites'] == 16
 
 
+def test_the_tar_shards_of_a_dataset_score_as_its_folder(demo_dataset, trained, tmp_path):
+    from depthseg.pack import pack
+    pack(demo_dataset, tmp_path/'packed', progress=False)
+    assert M.evaluate(tmp_path/'packed', trained[0], source='shards', progress=False) == M.evaluate(demo_dataset, trained[0], progress=False)
+
+
 def test_perfect_and_doubled_predictions_score_what_they_must():
     t = np.random.default_rng(0).uniform(0.05, 1, (2, 8, 8, 1)); t[0, 0, 0] = 0  # truth 0: left out
     mask = (t > 0.5).astype(float); logits = 10 * (2 * mask - 1)
@@ -115,3 +121,12 @@ def test_commands(demo_dataset, trained, tmp_path, capsys):
     assert capsys.readouterr().err == 'depthseg train: error: size must be a multiple of 32 (MobileNetV2 halves it five times), not 100\n'
     assert main(['evaluate', str(demo_dataset), str(tmp_path/'none')]) == 1
     assert 'no checkpoint there' in capsys.readouterr().err
+
+
+def test_imagenet_weights_that_cannot_be_had_are_one_line(monkeypatch):
+    import keras
+    with pytest.raises(M.BadArgument, match=r'ImageNet weights exist for widths .*, not 0.6'): M.encoder(32, 0.6, imagenet=True)
+    def offline(*args, **kw): raise Exception('URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or service not known')
+    monkeypatch.setattr(keras.applications, 'MobileNetV2', offline)  # what Keras raises without internet
+    with pytest.raises(OSError, match=r'could not be downloaded \(URL fetch failure.*--no-imagenet'): M.encoder(96, 0.35, imagenet=True)
+    with pytest.raises(Exception, match='URL fetch failure'): M.encoder(96, 0.35)  # random weights: not a download, its own error
