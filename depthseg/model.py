@@ -262,7 +262,6 @@ def _resume(out: Path, settings: dict):
 def _callbacks(model, out: Path) -> list:
     "After each epoch: a row of the log, TensorBoard's logs, then the checkpoint."
     import keras
-    optional_import('tensorboard', 'train')
     return [keras.callbacks.CSVLogger(out/LOG, append=True), keras.callbacks.TensorBoard(out/TENSORBOARD),
             keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: save_checkpoint(model, out, epoch + 1))]
 
@@ -293,6 +292,7 @@ def train(
     progress:bool=True, # show Keras' progress bar
 ) -> dict:
     "Train the joint mask and depth model on the training backgrounds and foregrounds of `dataset`, a checkpoint in `out` after each epoch; return the history."
+    optional_import('tensorboard', 'train')  # before minutes of setup
     import keras
     check_range(1, epochs=epochs, batch_size=batch_size, steps_per_epoch=steps_per_epoch)
     settings, labels = _settings(dataset, size, width, background, batch_size, lr, schedule, steps_per_epoch, source, seed), depth_labels(dataset, source)
