@@ -78,12 +78,27 @@ def test_perfect_and_doubled_predictions_score_what_they_must():
 
 def test_relative_labels_are_aligned_and_reported_without_metres(demo_dataset, trained, tmp_path, capsys):
     "The card's kind, not the model, decides the metrics: the same checkpoint on maps declared relative is scored aligned."
-    ds = shutil.copytree(demo_dataset, tmp_path/'relative')
-    card = json.loads((ds/CARD_JSON).read_text()); card['depth'] |= dict(kind='relative', far_limit=None)
-    (ds/CARD_JSON).write_text(json.dumps(card))
+    ds = relabelled(demo_dataset, tmp_path/'relative')
     results = M.evaluate(ds, trained[0])
     assert results['foregrounds'] == pytest.approx(numpy_scores(M.load_checkpoint(trained[0]), ds, FG), rel=1e-6, abs=1e-9)
     assert 'RMSE (inverse depth, aligned)' in capsys.readouterr().out
+
+
+def relabelled(ds, dst):
+    "A copy of dataset `ds` whose card declares its maps relative inverse depth."
+    ds = shutil.copytree(ds, dst)
+    card = json.loads((ds/CARD_JSON).read_text()); card['depth'] |= dict(kind='relative', far_limit=None)
+    (ds/CARD_JSON).write_text(json.dumps(card))
+    return ds
+
+
+def test_relative_labels_train_with_the_scale_and_shift_invariant_loss_and_the_background(demo_dataset, tmp_path):
+    ds, out = relabelled(demo_dataset, tmp_path/'relative'), tmp_path/'model'
+    M.train(ds, out, **SMALL | dict(epochs=1, background=True))
+    model = M.load_checkpoint(out)  # the relative loss comes back with the checkpoint
+    assert model.loss['depth'] is M.relative_depth_loss and sorted(model.input) == ['bg', 'image']
+    assert json.loads((out/M.RUN).read_text())['kind'] == 'relative'
+    assert M.evaluate(ds, out, progress=False)['backgrounds']['composites'] == 16
 
 
 def test_a_stopped_run_resumes_at_the_next_epoch_with_its_optimizer_state(demo_dataset, tmp_path, monkeypatch):
