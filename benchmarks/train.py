@@ -21,6 +21,19 @@ class Clock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None): self.seconds.append(time.perf_counter() - self.t)
 
 
+def measure(ds, args) -> str:
+    "Images/s of training on the demo dataset built in `ds`, as one line."
+    demo(ds, positions=1, progress=False)
+    policy = _precision()
+    model = compile_model(joint_model(args.size, args.width), depth_labels(ds), steps=2 * args.steps)
+    clock = Clock()
+    model.fit(pairs(ds, size=args.size, batch_size=args.batch_size).repeat(), steps_per_epoch=args.steps, epochs=2, callbacks=[clock], verbose=0, shuffle=False)
+    rate = args.steps * args.batch_size / clock.seconds[1]  # the first epoch traces and warms up
+    return (f'train: {rate:.1f} images/s at {args.size}x{args.size}, batch {args.batch_size}, MobileNetV2 width {args.width}, '
+          f'{model.count_params():,} parameters, {policy}, {gpu_summary() if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores seen)"}')
+
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--size', type=int, default=224)
@@ -28,15 +41,7 @@ def main():
     ap.add_argument('--width', type=float, default=1.0)
     ap.add_argument('--steps', type=int, default=4, help='steps timed (after as many to warm up)')
     args = ap.parse_args()
-    ds = Path(tempfile.mkdtemp(prefix='depthseg-train-bench-'))/'dataset'
-    demo(ds, positions=1, progress=False)
-    policy = _precision()
-    model = compile_model(joint_model(args.size, args.width), depth_labels(ds), steps=2 * args.steps)
-    clock = Clock()
-    model.fit(pairs(ds, size=args.size, batch_size=args.batch_size).repeat(), steps_per_epoch=args.steps, epochs=2, callbacks=[clock], verbose=0, shuffle=False)
-    rate = args.steps * args.batch_size / clock.seconds[1]  # the first epoch traces and warms up
-    print(f'train: {rate:.1f} images/s at {args.size}x{args.size}, batch {args.batch_size}, MobileNetV2 width {args.width}, '
-          f'{model.count_params():,} parameters, {policy}, {gpu_summary() if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores seen)"}')
+    with tempfile.TemporaryDirectory(prefix='depthseg-train-bench-') as root: print(measure(Path(root)/'dataset', args))
 
 
 if __name__ == '__main__': main()
