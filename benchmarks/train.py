@@ -33,7 +33,6 @@ def measure(ds, args) -> str:
           f'{model.count_params():,} parameters, {policy}, {gpu_summary() if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores seen)"}')
 
 
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--size', type=int, default=224)
