@@ -420,7 +420,7 @@ def load(
     source:str='folder', # a key of `READERS`: 'folder', 'shards' (packed, read in place), 'on_the_fly' (rebuilt from the manifest), 'tfrecord'
     targets:str|tuple|None=None, # give `(inputs, targets)` pairs for `model.fit`: a feature ('mask') or several (('mask', 'depth'), as a dict)
     inputs:str|tuple='image', # with `targets`: the input feature, or several (('bg', 'image'), as a dict)
-    exclude:Iterable[str]=(), # ids of composites to leave out, e.g. `flagged(path)`: those whose depth labels the depth stage flagged
+    exclude:str|Iterable[str]=(), # ids of composites to leave out (one, or several), e.g. `flagged(path)`: those whose depth labels the depth stage flagged
 ):
     "A `tf.data.Dataset` of dicts (`bg`, `image`, `mask`, `depth`, ids), or of `(inputs, targets)` pairs, for `split` of a depthseg dataset."
     import tensorflow as tf
@@ -432,7 +432,7 @@ def load(
     opened = READERS[source](Path(path), depth)
     splits = assign_splits(opened.sources[_by(by)], seed, fractions)
     examples, buffer, read = opened.examples(by, None if split == 'all' else {i for i, s in splits.items() if s == split})
-    if exclude := sorted(set(exclude)): examples = examples.filter(_not_in(exclude))
+    if exclude := sorted(set(_listed(exclude))): examples = examples.filter(_not_in(exclude))
     if split == 'train' if shuffle is None else shuffle: examples = examples.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
     if read: examples = examples.map(read, num_parallel_calls=tf.data.AUTOTUNE)
     examples = examples.map(_decoder(opened.figures if normalize else None, size), num_parallel_calls=tf.data.AUTOTUNE)

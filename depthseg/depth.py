@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/depth.html.md"""
 
 # %% ../nbs/09_depth.ipynb #3b3a6361
 from __future__ import annotations
-import hashlib, io, json, os, shutil, urllib.error, urllib.request, zlib
+import csv, hashlib, io, json, os, shutil, urllib.error, urllib.request, zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,13 +30,13 @@ from .store import check_dataset, check_lineage, check_record, iter_manifest, it
 
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMAGENET_MEAN', 'IMAGENET_STD',
-           'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'FOOT_GAP', 'QUALITY_FIELDS', 'FLAGS',
-           'FLIP_AVERAGED', 'gpu_summary', 'densedepth_model', 'load_densedepth', 'fetch_weights', 'DepthBackend',
-           'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend', 'preset_sha256', 'foot_point',
-           'ExactBackend', 'scene_depth', 'exact_backend', 'align_disparity', 'Resolution', 'DepthSpec',
-           'depth_backend', 'quantize', 'encode_maps', 'composite_quality', 'read_quality', 'write_quality',
-           'read_quality_table', 'quality_summary', 'quality_line', 'depth_record', 'calibration_rows', 'plan_depth',
-           'composite_pixels', 'label_batch', 'make_depth']
+           'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'FOOT_GAP', 'QUALITY_FIELDS',
+           'QUALITY_RANGES', 'FLIP_AVERAGED', 'gpu_summary', 'densedepth_model', 'load_densedepth', 'fetch_weights',
+           'DepthBackend', 'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend', 'preset_sha256',
+           'foot_point', 'ExactBackend', 'scene_depth', 'exact_backend', 'align_disparity', 'Resolution', 'DepthSpec',
+           'depth_backend', 'quantize', 'encode_maps', 'foot_flag', 'composite_quality', 'checked_quality',
+           'read_quality', 'write_quality', 'read_quality_table', 'quality_summary', 'quality_line', 'depth_record',
+           'calibration_rows', 'plan_depth', 'composite_pixels', 'label_batch', 'make_depth']
 
 # %% ../nbs/09_depth.ipynb #d08c11e5
 def gpu_summary() -> str:
@@ -417,6 +417,10 @@ def background(self: DepthBackend, store, bg: str) -> np.ndarray:
 # %% ../nbs/09_depth.ipynb #398bad20
 FOOT_GAP = 13  # levels (5% of the range, 0.5 m for DenseDepth) a person may stand off the ground under its feet unflagged
 
+def foot_flag(gap: float | None) -> str:
+    "The flag of foot gap `gap` (levels): 'behind' the ground under its feet, 'floats' in front of it, or ''."
+    return '' if gap is None or abs(gap) <= FOOT_GAP else 'behind' if gap > 0 else 'floats'
+
 def composite_quality(depth, background, mask, mirrored=None, relative: bool = False) -> dict:
     "Quality figures, in 8-bit levels, of map `depth` (h, w) of a composite with boolean `mask`, given its `background`'s map and `mirrored`."
     levels = lambda v: round(255 * float(v), 2)
@@ -425,41 +429,57 @@ def composite_quality(depth, background, mask, mirrored=None, relative: bool = F
     if foot := foot_point(mask):
         ys, xs = np.nonzero(mask); m = max(1, round(0.04 * mask.shape[0]))
         away[max(ys.min() - m, 0):ys.max() + m + 1, max(xs.min() - m, 0):xs.max() + m + 1] = False
-        gap = 255 * (np.median(depth[mask]) - background[foot]) * (-1 if relative else 1)  # relative: larger is nearer
-        q |= dict(foot_gap=round(float(gap), 2), flag='behind' if gap > FOOT_GAP else 'floats' if gap < -FOOT_GAP else '')
+        gap = round(255 * float(np.median(depth[mask]) - background[foot]) * (-1 if relative else 1), 2)  # relative: larger is nearer
+        q |= dict(foot_gap=gap, flag=foot_flag(gap))
     if away.any(): q['background'] = levels(np.abs(depth - background)[away].mean())
     return q
 
 # %% ../nbs/09_depth.ipynb #fd3b2a85
 QUALITY_FIELDS = ['id', 'flip', 'background', 'foot_gap', 'flag']  # the columns of depth_quality.csv
-FLAGS = ('', 'behind', 'floats')
+QUALITY_RANGES = dict(flip=(0, 255), background=(0, 255), foot_gap=(-255, 255))  # levels each figure can take
+
+def checked_quality(q: dict) -> dict:
+    "Figures `q` (numbers or None) checked against `QUALITY_RANGES`, the flag made from the foot gap; `ValueError` if one is not a figure."
+    out = {}
+    for k, (lo, hi) in QUALITY_RANGES.items():
+        v = q.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi): raise ValueError(f'{k} is {str(v)[:40]}, not a figure of {lo} to {hi} levels')
+        out[k] = None if v is None else float(v)
+    return out | dict(flag=foot_flag(out['foot_gap']))
 
 def read_quality(data: bytes) -> dict:
-    "The quality figures depth map `data` (its file's bytes) carries, None where not measured or not readable."
-    with Image.open(io.BytesIO(data)) as im: text = im.info.get(QUALITY_KEY) or im.info.get('comment')
-    try: q = json.loads(text) if text else {}
-    except (ValueError, TypeError): q = {}
-    q = q if isinstance(q, dict) else {}
-    number = lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None
-    return {k: number(q.get(k)) for k in QUALITY_FIELDS[1:4]} | dict(flag=q.get('flag') if q.get('flag') in FLAGS else '')
+    "The quality figures depth map `data` (its file's bytes) carries; all None if it carries none, or none that can be figures."
+    try:
+        with Image.open(io.BytesIO(data)) as im: text = im.info.get(QUALITY_KEY) or im.info.get('comment')
+        q = json.loads(text) if text else {}
+        return checked_quality(q if isinstance(q, dict) else {})
+    except (OSError, ValueError, TypeError, RecursionError): return checked_quality({})
 
 # %% ../nbs/09_depth.ipynb #e84aaaaa
 def write_quality(store, rows: list[dict]):
     "Write `depth_quality.csv` of `store`: the quality figures `rows` (dicts of `QUALITY_FIELDS`), sorted by composite id."
     write_table(store, DEPTH_QUALITY, sorted(rows, key=lambda r: r['id']), QUALITY_FIELDS)
 
-def read_quality_table(store) -> Iterator[dict]:
-    "Rows of `depth_quality.csv` of `store` with numbers (None where not measured); `BadInput` naming the first line that is not one the stage writes."
-    for line, r in enumerate(iter_table(store, DEPTH_QUALITY), 2):
-        try:
-            if name_problem(depth_files(composite_bg(r['id']), r['id'])[0]) or r['flag'] not in FLAGS: raise ValueError
-            yield dict(id=r['id'], flag=r['flag']) | {k: float(r[k]) if r[k] else None for k in QUALITY_FIELDS[1:4]}
-        except (KeyError, ValueError, TypeError): raise BadInput(f'{store.path(DEPTH_QUALITY)} line {line}', f'not a row of quality figures: {str(r)[:200]}') from None
+def read_quality_table(store, ids: set[str] | None = None) -> Iterator[dict]:
+    "Rows of `depth_quality.csv` of `store`, checked, one for each composite of `ids` (default: the manifest's); `BadInput` naming the line or file where not."
+    ids = {r['id'] for r in iter_manifest(store)} if ids is None else ids
+    if not store.exists(DEPTH_QUALITY): raise BadInput(store.path(DEPTH_QUALITY), f'not there; run `depthseg depth {store}` to label and measure the composites')
+    seen, line, where = set(), 1, store.path(DEPTH_QUALITY)
+    try:
+        for line, r in enumerate(iter_table(store, DEPTH_QUALITY), 2):
+            try:
+                if r.get('id') not in ids or r['id'] in seen: raise ValueError(f"id {str(r.get('id'))[:80]!r} is not one of the manifest's, or comes twice")
+                q = checked_quality({k: float(r[k]) if r[k] else None for k in QUALITY_FIELDS[1:4]})
+                if r['flag'] != q['flag']: raise ValueError(f"flag {r['flag'][:20]!r} does not follow from the foot gap")
+            except (KeyError, ValueError, TypeError, AttributeError) as e: raise BadInput(f'{where} line {line}', f'not a row of quality figures ({e})') from None
+            seen.add(r['id']); yield dict(id=r['id']) | q
+    except (csv.Error, UnicodeDecodeError) as e: raise BadInput(f'{where} line {line + 1}', f'not readable as CSV ({e})') from None
+    if len(seen) != len(ids): raise BadInput(where, f'has figures of {len(seen):,} of the {len(ids):,} composites; run `depthseg depth {store}` again')
 
 # %% ../nbs/09_depth.ipynb #924443ee
 def quality_summary(rows: Iterable[dict]) -> dict:
-    "Figures of quality table `rows`: per figure the composites measured, median, 95th percentile of the size, worst; flags; per background its mean."
-    values, flags, per_bg, n = {k: ([], []) for k in QUALITY_FIELDS[1:4]}, dict.fromkeys(FLAGS[1:], 0), {}, 0
+    "Figures of quality table `rows`: per figure the composites measured, median, 95th percentile of the absolute value, worst; flags; per background its mean."
+    values, flags, per_bg, n = {k: ([], []) for k in QUALITY_FIELDS[1:4]}, dict(behind=0, floats=0), {}, 0
     for n, r in enumerate(rows, 1):
         for k, (v, ids) in values.items():
             if r[k] is not None: v.append(r[k]); ids.append(r['id'])
@@ -468,8 +488,10 @@ def quality_summary(rows: Iterable[dict]) -> dict:
     out = dict(composites=n, units='8-bit levels of the stored maps (255: the whole range)', flags=flags)
     for k, (v, ids) in values.items():
         size = np.abs(v)
+        worst = int(np.argmax(size)) if v and size.max() > 0 else None  # no worst where all are 0
         out[k] = dict(measured=len(v)) | (dict(median=round(float(np.median(v)), 2), p95=round(float(np.percentile(size, 95)), 2),
-                                               worst=ids[int(np.argmax(size))], worst_value=v[int(np.argmax(size))]) if v else {})
+                                               worst=None if worst is None else ids[worst],
+                                               worst_value=None if worst is None else v[worst]) if v else {})
     return out | dict(per_background={bg: round(float(np.mean(v)), 2) for bg, v in sorted(per_bg.items())})
 
 def quality_line(summary: dict) -> str:
@@ -514,12 +536,11 @@ def _label(rows: list[dict], images: list[np.ndarray], outs: list, there: set, s
     depth = model.label(rows, images, store)
     check = [i for i, r in enumerate(rows) if spec.flip_average or (spec.flip_check and zlib.crc32(r['id'].encode()) % spec.flip_check == 0)]
     mirrored = dict(zip(check, model.label_mirrored([rows[i] for i in check], [images[i] for i in check], store))) if check else {}
-    if spec.flip_average: depth = (depth + np.stack([mirrored[i] for i in range(len(rows))])) / 2
     maps = []
     for i, (r, o, d) in enumerate(zip(rows, outs, depth)):
         mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
-        m = mirrored[i][..., 0] if i in mirrored else None
-        encoded = encode_maps(d, spec.fmt, spec.full_precision, composite_quality(d[..., 0], model.background(store, r['bg']), mask, m, model.kind == 'relative'))
+        q = composite_quality(d[..., 0], model.background(store, r['bg']), mask, mirrored[i][..., 0] if i in mirrored else None, model.kind == 'relative')
+        encoded = encode_maps((d + mirrored[i]) / 2 if spec.flip_average else d, spec.fmt, spec.full_precision, q)  # figures of the labeller's own map
         for f, data in zip(o, encoded):
             if f not in there: store.write(f, data)
         maps.append(encoded[0])
@@ -564,7 +585,6 @@ def make_depth(
             written, parts, quality = 0, [], []
             for b, (n, st, q) in zip(batches, pool.map(lambda b: label_batch(b, spec, store, model), batches)):
                 written += n; parts.append(st); quality += q; bar.update(len(b))
-        write_quality(store, quality)
-        if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth')
+        if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth'); write_quality(store, quality)
     if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}')
     return meta

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .composites import CompositesJob
-from .depth import FOOT_GAP, QUALITY_FIELDS, quality_summary, read_quality_table
+from .depth import FOOT_GAP, QUALITY_FIELDS, foot_flag, quality_summary, read_quality_table
 from .core import BadArgument, BadInput, atomic_path, check_range, atomic_write, parallel_map
 from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_QUALITY,
                              DEPTH_RECORD, FG,                              FG_ALPHA, FG_MASK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file, composite_bg, composite_files, depth_files,
@@ -94,15 +94,16 @@ _MEASURES = dict(flip="the map against the mirrored map of the mirror image: the
 
 def _quality_markdown(q: dict, depth: dict) -> list[str]:
     "The card's lines on the depth labels' quality summary `q`, for labels `depth` (the depth record)."
-    level = f"1 level = {depth['far_limit'] / 255:.3f} m" if depth['kind'] == 'metric' else 'relative units'
+    level = f"1 level = {depth['far_limit'] / 255:.3f} m" if depth['kind'] == 'metric' else 'levels of relative inverse depth: a level is a shorter distance near the camera than far away'
     lines = ['', '## Label quality', '', f"Measured by the depth stage on each of the {q['composites']:,} composites, in 8-bit levels of the stored maps ({level}); "
-             f"every composite's figures are in `{DEPTH_QUALITY}`.", '', '| figure | compares | measured | median | 95th percentile of the size | worst |', '|---|---|---|---|---|---|']
+             f"every composite's figures are in `{DEPTH_QUALITY}`.", '', '| figure | compares | measured | median | 95th percentile of the absolute value | worst |', '|---|---|---|---|---|---|']
     for k in QUALITY_FIELDS[1:4]:
         f = q[k]
-        lines.append(f"| {k} | {_MEASURES[k]} | {f['measured']:,} | " + (f"{f['median']:.2f} | {f['p95']:.2f} | {f['worst']} ({f['worst_value']:.2f}) |" if f['measured'] else '- | - | - |'))
-    worst = sorted(q['per_background'].items(), key=lambda kv: -kv[1])[:3]
+        lines.append(f"| {k} | {_MEASURES[k]} | {f['measured']:,} | " + (f"{f['median']:.2f} | {f['p95']:.2f} | " + (f"{f['worst']} ({f['worst_value']:.2f}) |" if f['worst'] else 'none: all 0 |') if f['measured'] else '- | - | - |'))
+    worst = [f'{bg} ({v:.2f})' for bg, v in sorted(q['per_background'].items(), key=lambda kv: -kv[1])[:3] if v > 0]
     return lines + ['', f"Flagged (foot gap beyond {FOOT_GAP} levels): {q['flags']['behind']:,} behind the surface under their feet, {q['flags']['floats']:,} floating in front of it.",
-                    '', 'Backgrounds whose depth changes most under a pasted person (mean background figure): ' + ', '.join(f'{bg} ({v:.2f})' for bg, v in worst) + '.']
+                    '', ('Backgrounds whose depth changes most under a pasted person (mean background figure): ' + ', '.join(worst) + '.') if worst
+                    else "No background's depth changes under a pasted person."]
 
 # %% ../nbs/10_stats.ipynb #f52bb740
 def card_markdown(card: dict) -> str:
@@ -244,13 +245,13 @@ def _quality_picture(dataset: Path, q: dict, path: Path):
         fig = plt.figure(figsize=(_WIDTH / 100, 5.4)); grid = fig.add_gridspec(2, 6, height_ratios=(1, 0.9))
         for j, (k, v) in enumerate(values.items()):
             ax = fig.add_subplot(grid[0, 2 * j:2 * j + 2]); ax.hist(v, bins=30, color='tab:blue'); ax.set_yscale('log' if v else 'linear')
-            ax.set(title=f'{k} ({len(v):,} measured)', xlabel='levels (of 255)', ylabel='composites' if j == 0 else None)
-            if k == 'foot_gap': [ax.axvline(s * FOOT_GAP, color='tab:red', ls='--', lw=1, label='flagged beyond' if s < 0 else None) for s in (-1, 1)]; ax.legend()
+            ax.set(title=f'{k} ({len(v):,} measured)', xlabel='levels (of 255)' + ('; > 0: farther' if k == 'foot_gap' else ''), ylabel='composites' if j == 0 else None)
+            if k == 'foot_gap': [ax.axvline(s * FOOT_GAP, color='tab:red', ls='--', lw=1, label='flagged beyond' if s < 0 else None) for s in (-1, 1)]; ax.legend(loc='upper left', fontsize=8)
             if not (worst := q[k].get('worst')): continue
             for c, (rel, cmap) in enumerate(((composite_files(composite_bg(worst), worst)[0], None), (depth_files(composite_bg(worst), worst, fmt)[0], 'magma'))):
                 ax = _bare(fig.add_subplot(grid[1, 2 * j + c]))
                 with Image.open(dataset/rel) as im: ax.imshow(np.asarray(im), cmap=cmap, vmin=0, vmax=255)
-                ax.set_title(f"worst {k}" if c == 0 else f"{q[k]['worst_value']:.1f} levels", fontsize=9)
+                ax.set_title(f"worst {k}" if c == 0 else f"{q[k]['worst_value']:.1f} levels" + (f" ({foot_flag(q[k]['worst_value']) or 'not flagged'})" if k == 'foot_gap' else ''), fontsize=9)
                 ax.set_xlabel(worst.replace('_fg', '\nfg') if c == 0 else 'its depth map', fontsize=8)
         fig.tight_layout(); _save(fig, path)
     return fig
@@ -293,6 +294,7 @@ def write_card(
             _histograms(stats, dataset/CARD_PICTURES['histograms'])
             _heat_map(dataset, n, dataset/CARD_PICTURES['placements'])
             if 'depth_quality' in card: _quality_picture(dataset, card['depth_quality'], dataset/CARD_PICTURES['quality'])
+            else: (dataset/CARD_PICTURES['quality']).unlink(missing_ok=True)  # of an earlier card
         atomic_write(dataset/CARD_MD, card_markdown(card).encode())
         atomic_write(dataset/CARD_JSON, json.dumps(card, indent=1).encode())  # last: a card with its record is complete
     if progress: print(f'card: {dataset/CARD_MD}, {dataset/CARD_JSON} and pictures in {dataset/CARD}')

@@ -103,3 +103,28 @@ def test_a_bare_background_is_labelled_once_per_backend(composites):
     model, store = exact_backend(), FolderStore(composites)
     first = model.background(store, 'bg_001')
     assert model.background(store, 'bg_001') is first and list(model.backgrounds) == ['bg_001']
+
+
+def test_a_partial_run_leaves_the_table_and_averaging_does_not_halve_the_flip(composites):
+    ds = composites
+    checked = relabel(ds, PerturbedBackend(noise=0.02), flip_check=1)
+    table = (ds/DEPTH_QUALITY).read_bytes()
+    make_depth(ds, DepthSpec('exact', flip_check=1), model=PerturbedBackend(noise=0.02), limit=10, progress=False)
+    assert (ds/DEPTH_QUALITY).read_bytes() == table  # --limit labels part of the dataset: the table still covers all of it
+    averaged = relabel(ds, PerturbedBackend(noise=0.02), flip_average=True)
+    assert len(averaged['flip']) == 60 and abs(np.median(averaged['flip']) / np.median(checked['flip']) - 1) < 0.1
+
+
+def test_a_table_that_does_not_cover_the_manifest_is_refused(composites):
+    ds = composites
+    relabel(ds, None)
+    rows = (ds/DEPTH_QUALITY).read_text().splitlines()
+    (ds/DEPTH_QUALITY).write_text('\n'.join(rows[:-1]) + '\n')
+    with pytest.raises(BadInput, match='has figures of 59 of the 60 composites'):
+        write_card(ds, recompute=False, progress=False)
+    from depthseg.data import flagged
+    with pytest.raises(BadInput, match='has figures of 59'):
+        flagged(ds)
+    (ds/DEPTH_QUALITY).unlink()
+    with pytest.raises(BadInput, match='not there; run `depthseg depth'):
+        flagged(ds)
