@@ -2,7 +2,7 @@ __version__ = "0.1.0"
 
 import importlib
 
-_MODULES = ('layout', 'core', 'store', 'pixels', 'samples', 'testing', 'backgrounds', 'foregrounds', 'composites', 'depth',
+_MODULES = ('layout', 'core', 'store', 'pixels', 'samples', 'testing', 'backgrounds', 'foregrounds', 'floor', 'composites', 'depth', 'geometry',
             'stats', 'pack', 'data', 'beam', 'cli')
 
 def __getattr__(name):
