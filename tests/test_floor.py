@@ -10,7 +10,7 @@ from PIL import Image
 from depthseg.composites import CompositesJob, make_composites
 from depthseg.core import BadArgument
 from depthseg.depth import DepthSpec, make_depth, quantize, scene_depth
-from depthseg.floor import focal_px, scaled
+from depthseg.floor import focal_px, sample_floor, scaled
 from depthseg.geometry import make_geometry
 from depthseg.layout import FG_HEIGHTS, depth_files, fg_files, geometry_files
 from depthseg.store import FolderStore, iter_manifest
@@ -53,7 +53,7 @@ def test_feet_on_the_floor_people_f_h_over_z_high(floor_dataset):
     assert len(rows) == 10 * 10 * 4 and len({(r['bg'], r['foot_x'], r['foot_y']) for r in rows}) > 300
     for r in rows:
         fx, fy = int(r['foot_x']), int(r['foot_y'])
-        floor = scene_depth(store, r['bg'], (224, 224), of=__import__('depthseg.floor', fromlist=['sample_floor']).sample_floor) > .5
+        floor = scene_depth(store, r['bg'], (224, 224), of=sample_floor) > .5
         assert floor[fy, fx], r['id']  # the foot point on the true floor of the scene
         assert float(r['foot_depth_m']) == round(float(scene_depth(store, r['bg'], (224, 224))[fy, fx]), 3)
         person = np.asarray(scaled(Image.open(ds/fg_files(r['fg'])[1]), (int(r['width']), int(r['height'])), r['flip'] == '1'))
@@ -138,3 +138,16 @@ def test_command_line(dataset):
     assert json.loads((dataset/'composites.json').read_text())['fov'] == 55
     r = run('geometry', str(dataset), '--floor', 'wall')
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and "floor must be one of ('auto', 'exact', 'fit')" in r.stderr
+
+
+def test_beam_makes_the_same_floor_composites_and_layered_depth(sources, tmp_path):
+    pytest.importorskip('apache_beam')
+    from depthseg.beam import make_beam
+    single, beam = (Path(shutil.copytree(sources, tmp_path/name)) for name in ('single', 'beam'))
+    for ds in (single, beam): make_geometry(ds, DepthSpec('exact'), progress=False)
+    make_composites(single, FLOOR, backgrounds=2, foregrounds=3, progress=False)
+    make_depth(single, DepthSpec('layered'), progress=False)
+    make_beam(beam, ['--runner=DirectRunner', '--direct_num_workers=2', '--direct_running_mode=multi_threading'], FLOOR,
+              DepthSpec('layered'), backgrounds=2, foregrounds=3, progress=False)
+    skip = ('stage_stats.json', 'dataset.json', 'DATASET.md', *(f'card/{p.name}' for p in (beam/'card').glob('*')))
+    assert tree_sum(beam, skip) == tree_sum(single, skip)
