@@ -21,7 +21,7 @@ from .pixels import decode_jpeg
 from .store import check_dataset, check_record, iter_table, open_store, write_table
 
 # %% auto #0
-__all__ = ['HEIGHT_FIELDS', 'FLOORS', 'background_depth', 'exact_floor', 'write_heights', 'make_geometry']
+__all__ = ['HEIGHT_FIELDS', 'FLOORS', 'background_depth', 'exact_floor', 'write_heights', 'write_geometry', 'make_geometry']
 
 # %% ../nbs/09a_geometry.ipynb #f82cea30
 def background_depth(model: DepthBackend, store, bg: str, image: np.ndarray) -> np.ndarray:
@@ -46,8 +46,8 @@ def write_heights(store):
 # %% ../nbs/09a_geometry.ipynb #575d3493
 FLOORS = ('auto', 'exact', 'fit')
 
-def _write_geometry(store, bg: str, depth: np.ndarray, floor: np.ndarray):
-    "Write the depth (millimetres) and floor of background `bg`."
+def write_geometry(store, bg: str, depth: np.ndarray, floor: np.ndarray):
+    "Write the depth (metres, H x W, stored in millimetres) and floor (bool) of background `bg` to `store` (also for depth made elsewhere)."
     for rel, im in zip(geometry_files(bg), (Image.fromarray(np.clip(np.rint(depth * 1000), 0, 65535).astype(np.uint16)),
                                              Image.fromarray(np.where(floor, 255, 0).astype(np.uint8)))):
         b = io.BytesIO(); im.save(b, 'PNG'); store.write(rel, b.getvalue())
@@ -80,6 +80,6 @@ def make_geometry(
             image = decode_jpeg(store.read(bg_file(bg))).numpy()
             depth = background_depth(model, store, bg, image)
             ground = exact_floor(store, bg, image.shape[:2]) if method == 'exact' else fit_floor(depth, floor_tol)
-            _write_geometry(store, bg, depth, ground); bare += [bg] if ground.sum() < 100 else []
+            write_geometry(store, bg, depth, ground); bare += [bg] if ground.sum() < 100 else []
     if progress: print(f"geometry: depth and floor of {len(bgs)} backgrounds in {store.path(BG_DEPTH)}, {store.path(BG_FLOOR)} ({model.name}, floor {method})" + (f"; no floor found in {', '.join(bare)}" if bare else ''))
     return record
