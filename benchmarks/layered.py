@@ -8,15 +8,18 @@ Prints, with the machine's CPU count and load (other programs share the cores):
 - geometry: depth and fitted floor of all backgrounds, written (backgrounds/s);
 - composites: `make_composites(placement='floor', occlusion=True)` on the first B x F pairs, files written (composites/s);
 - layered depth: `make_depth(DepthSpec('layered'))` on them, 8-bit maps written (maps/s);
-- the time for all 392,040, composites included, projected from those rates (or measured, with --full).
+- the time for all 392,040, composites included, projected from those rates (or measured, with --full);
+- the loader: examples/s reading the files (`source='folder'`) beside making them on the fly from the sources,
+  geometry and manifest alone (`source='on_the_fly'`: composite, mask and layered depth in memory).
 
     python benchmarks/layered.py [--sources 99] [--positions 20] [--backgrounds 10] [--foregrounds 10] [--full]
 """
-import argparse, os, resource, tempfile, time
+import argparse, os, resource, shutil, tempfile, time
 from pathlib import Path
 
 from depthseg.backgrounds import prepare_backgrounds
 from depthseg.composites import CompositesJob, make_composites, read_sources
+from depthseg.data import load
 from depthseg.depth import DepthSpec, make_depth
 from depthseg.floor import fit_floor
 from depthseg.foregrounds import prepare_foregrounds
@@ -58,6 +61,15 @@ def timed(fn, *args, **kw):
     return time.perf_counter() - t, cpu() - c
 
 
+def loader_rate(path, source, n):
+    "Examples/s of `load(path, source=source)` over about `n` examples (batches of 32, nothing normalised), after one batch to warm up."
+    batches = iter(load(path, 'all', source=source, batch_size=32, normalize=False, shuffle=False).repeat())
+    next(batches)
+    t, seen = time.perf_counter(), 0
+    while seen < n: seen += len(next(batches)['id'])
+    return seen / (time.perf_counter() - t)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--sources', type=int, default=99, help='backgrounds and foregrounds each (reference: 99)')
@@ -66,6 +78,7 @@ def main():
     ap.add_argument('--foregrounds', type=int, default=10, help='foregrounds timed end to end')
     ap.add_argument('--full', action='store_true', help='time all of them, not a part')
     ap.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
+    ap.add_argument('--loader', type=int, default=2000, help='examples the loader is timed on')
     ap.add_argument('--workdir', default=None, help='where to build (default: a temporary folder)')
     args = ap.parse_args()
     root = Path(args.workdir or tempfile.mkdtemp(prefix='depthseg-layered-'))
@@ -77,6 +90,9 @@ def main():
     n, total = b * f * job.per_pair, args.sources ** 2 * job.per_pair
     t_comp, c_comp = timed(make_composites, ds, job, backgrounds=b, foregrounds=f, workers=args.workers, progress=False)
     t_depth, c_depth = timed(make_depth, ds, DepthSpec('layered'), progress=False)
+    lean = root/'lean'  # the dataset as it could ship: sources, geometry and manifest, no composites, masks or depth maps
+    shutil.copytree(ds, lean, ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask', 'bgfg_depth'))
+    reading, flying = loader_rate(ds, 'folder', args.loader), loader_rate(lean, 'on_the_fly', args.loader)
     load1 = os.getloadavg()
     size = sum(p.stat().st_size for p in ds.rglob('*.*') if p.parts[-3] in ('bgfg', 'bgfg_mask', 'bgfg_depth'))
     projected = t_geometry + total * (t_comp + t_depth) / n
@@ -90,6 +106,8 @@ def main():
     print(f'  on {os.cpu_count()} idle cores (CPU time / cores): about {(t_geometry + total * (c_comp + c_depth) / n / os.cpu_count()) / 60:.1f} min for all {total:,}')
     print(f'  {"measured" if args.full else "projected"} for all {total:,}: {projected / 60:.1f} min end to end '
           f'({total * t_comp / n / 60:.1f} min composites, {total * t_depth / n / 60:.1f} min layered depth, {t_geometry / 60:.1f} min geometry); goal: under 5 min')
+    print(f'  loader, {args.loader:,} examples (image, mask, depth; batches of 32): reading files {reading:6,.0f} examples/s, '
+          f'on the fly {flying:6,.0f} examples/s')
 
 
 if __name__ == '__main__': main()

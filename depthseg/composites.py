@@ -23,9 +23,9 @@ from .store import check_record, open_store, write_table
 
 # %% auto #0
 __all__ = ['PLACEMENTS', 'FLOOR_OPTIONS', 'STAGE_COMMANDS', 'CompositesJob', 'Placement', 'placements', 'floor_placements',
-           'compose', 'encode', 'manifest_row', 'Source', 'describe_sources', 'read_sources', 'CompositesPlan',
-           'plan_composites', 'make_pair', 'prepare_folders', 'finish_composites', 'CompositesReport',
-           'make_composites']
+           'compose', 'encode', 'manifest_row', 'row_placement', 'Source', 'describe_sources', 'read_sources',
+           'CompositesPlan', 'plan_composites', 'paste', 'make_pair', 'prepare_folders', 'finish_composites',
+           'CompositesReport', 'make_composites']
 
 # %% ../nbs/08_composites.ipynb #a6af4291
 PLACEMENTS = ('random', 'floor')
@@ -131,6 +131,12 @@ def manifest_row(p: Placement) -> dict:
     return dict(id=p.id, bg=p.bg, fg=p.fg, flip=int(p.flip), index=p.index, x=p.x, y=p.y,
                 width=p.width, height=p.height, image=image, mask=mask) | floor
 
+# %% ../nbs/08_composites.ipynb #ef45c71d
+def row_placement(row: dict) -> Placement:
+    "The placement manifest `row` (as read, strings) records: `manifest_row` undone."
+    floor = ((int(row['foot_x']), int(row['foot_y'])), float(row['foot_depth_m']), float(row['height_m'])) if 'foot_x' in row else ()
+    return Placement(row['bg'], row['fg'], str(row['flip']) == '1', int(row['index']), *(int(row[k]) for k in ('x', 'y', 'width', 'height')), *floor)
+
 # %% ../nbs/08_composites.ipynb #366494fd
 class Source(NamedTuple):
     "What the composites stage needs of a background or foreground file."
@@ -193,6 +199,13 @@ def plan_composites(store, job: CompositesJob, backgrounds: int | None = None, f
     check_record(store, 'composites', plan.record())
     return plan
 
+# %% ../nbs/08_composites.ipynb #1f70027b
+def paste(store, p: Placement, occlusion: bool = False) -> tuple[Image.Image, Image.Image]:
+    "Composite and mask of placement `p`, from the sources in `store` (with `occlusion`, for a floor placement, what is nearer stays in front)."
+    fg, fg_mask = (_image(store, f, m) for f, m in zip(fg_files(p.fg), ('RGBA', 'L')))
+    hide = in_front(read_scene(store, p.bg), p.foot_depth) if occlusion and p.foot else None
+    return compose(_image(store, bg_file(p.bg), 'RGB'), fg, fg_mask, p, hide)
+
 # %% ../nbs/08_composites.ipynb #d732b4a0
 def make_pair(pair: tuple, job: CompositesJob, store, count: bool = True) -> tuple[int, dict[str, PixelStats]]:
     "Write the composites and masks of `pair` = (bg, fg, bg_size, fg_size) missing from `store`; return how many, and the masks' statistics."
@@ -203,9 +216,7 @@ def make_pair(pair: tuple, job: CompositesJob, store, count: bool = True) -> tup
         if image_file in there and mask_file in there:
             if count: _count_mask(masks, store.read(mask_file))
             continue
-        fg, fg_mask = (_image(store, f, m) for f, m in zip(fg_files(p.fg), ('RGBA', 'L')))
-        hide = in_front(read_scene(store, p.bg), p.foot_depth) if job.occlusion and p.foot else None
-        image, mask = compose(_image(store, bg_file(p.bg), 'RGB'), fg, fg_mask, p, hide)
+        image, mask = paste(store, p, job.occlusion)
         jpeg, png = encode(image, mask, job.quality)
         if image_file not in there: store.write(image_file, jpeg)
         if mask_file not in there: store.write(mask_file, png)

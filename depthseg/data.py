@@ -16,7 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .core import BadArgument, BadInput, atomic_path, atomic_write, check_range, dataset_lock, read_csv, remove_temporaries
-from .layout import (BG, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, STAGES, TABLES,
+from .geometry import floor_example
+from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG, FG_MASK, FLOOR_FIELDS, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, STAGES, TABLES,
                              TFRECORD_SCHEMA, bg_file, composite_files, depth_files, fg_files, made_after, sources_table, tfrecord_name)
 from .pack import check_members, read_index
 from .pixels import decode_jpeg
@@ -193,9 +194,26 @@ def _rebuild(ex):
                                        tf.io.decode_png(tf.io.read_file(p[FG_MASK]), channels=1), p['x'], p['y'], p['flip'] == 1)
     return out
 
+# %% ../nbs/12_data.ipynb #ca3f8665
+def _floor_examples(path: Path, rows: list[dict], depth: bool | None):
+    "Examples of floor-placed manifest `rows` of `path`, made in memory by `depthseg.geometry.floor_example`: composite, mask and layered depth."
+    import tensorflow as tf
+    store = FolderStore(path)
+    made_by = (read_json(store, DEPTH_RECORD) or {}).get('backend', 'layered')
+    if depth and made_by != 'layered': raise BadArgument(f"{store.path(DEPTH_RECORD)}: depth by {made_by}; on the fly gives layered depth only: load with source='folder'")
+    depth, occlusion = depth is not False and made_by == 'layered', bool((read_json(store, COMPOSITES_RECORD) or {}).get('occlusion'))
+    made = lambda i: (lambda im, m, d: (im, m[..., None], d[..., None]))(*floor_example(store, rows[int(i)], occlusion))
+    def rebuild(ex):
+        out, shapes = _read_files(ex['kept']), ([None, None, 3], [None, None, 1], [None, None, 1])
+        image, mask, d = (tf.ensure_shape(t, s) for t, s in zip(tf.numpy_function(made, [ex['row']], [tf.uint8] * 3), shapes))
+        return out | dict(zip(_REBUILT, (image, mask))) | ({_FEATURE_OF[DEPTH]: d} if depth else {})
+    kept = _ids(rows) | {k: [str(path/f) for f in v] for k, v in _files(rows, False, skip=_REBUILT).items()}
+    return _slices(dict(kept=kept, row=np.arange(len(rows), dtype=np.int64))), len(rows), rebuild
+
 # %% ../nbs/12_data.ipynb #0676c942
 def _on_the_fly_examples(path: Path, depth: bool, by: str, ids):
     rows = _manifest_rows(path, by, ids)
+    if rows and FLOOR_FIELDS[0] in rows[0]: return _floor_examples(path, rows, depth)  # scaled, perhaps hidden in part, with layered depth
     depth = _with_depth(rows, depth, lambda f: (path/f).exists(), path)
     kept = _ids(rows) | {k: [str(path/f) for f in v] for k, v in _files(rows, depth, skip=_REBUILT).items()}
     fgs = [fg_files(r[FG]) for r in rows]

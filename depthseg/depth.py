@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .backgrounds import CROPS, square
 from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, is_url, optional_import
-from .floor import read_scene
+from .floor import layered_depth, read_scene
 from .layout import BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_RECORD, GEOMETRY_RECORD, MANIFEST, bg_file, depth_files, sources_table
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
 from .samples import DEPTH_DIR, sample_depth, sample_dir
@@ -308,8 +308,8 @@ class LayeredBackend(DepthBackend):
         out = []
         for r in rows:
             if 'foot_x' not in r: raise BadArgument(f'{store.path(MANIFEST)}: composites placed at random; layered depth needs composites made with --placement floor')
-            depth = read_scene(store, r['bg']).depth.copy()
-            depth[np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0] = depth[int(r['foot_y']), int(r['foot_x'])]
+            mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
+            depth = layered_depth(read_scene(store, r['bg']).depth, mask, (int(r['foot_x']), int(r['foot_y'])))
             out.append(np.clip(depth / self.far_limit, 0, 1)[..., None])
         return np.stack(out).astype(np.float32)
 

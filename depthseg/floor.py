@@ -21,7 +21,7 @@ from .store import iter_table
 
 # %% auto #0
 __all__ = ['HEIGHT_PRIORS', 'NEARER', 'focal_px', 'fit_floor', 'sample_floor', 'height_prior', 'read_heights', 'Scene',
-           'read_scene', 'scaled', 'foot_point', 'stand', 'in_front', 'geometry_sum']
+           'read_scene', 'scaled', 'foot_point', 'stand', 'in_front', 'layered_depth', 'geometry_sum']
 
 # %% ../nbs/07a_floor.ipynb #8393de12
 def focal_px(fov: float, height: int) -> float:
@@ -153,6 +153,13 @@ NEARER = 0.05  # metres: background this much nearer than a cut-out's feet stays
 def in_front(scene: Scene, depth: float) -> np.ndarray:
     "Pixels (bool, H x W) of `scene` nearer than `depth` metres by more than `NEARER`: what stays in front of a cut-out standing there."
     return (scene.depth > 0) & (scene.depth < depth - NEARER)
+
+# %% ../nbs/07a_floor.ipynb #cea4f050
+def layered_depth(depth: np.ndarray, mask: np.ndarray, foot: tuple[int, int]) -> np.ndarray:
+    "Depth of a composite: background `depth` (H x W) with the cut-out's `mask` (bool) flat at the depth of its foot point `foot` (x, y)."
+    out = depth.copy()
+    out[mask] = depth[foot[1], foot[0]]
+    return out
 
 # %% ../nbs/07a_floor.ipynb #ce93f31b
 def geometry_sum(store, bgs) -> str:

@@ -12,16 +12,17 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .composites import read_sources
+from .composites import paste, read_sources, row_placement
 from .core import BadArgument, check_range
-from .depth import DepthBackend, DepthSpec, depth_backend, scene_depth
-from .floor import fit_floor, height_prior, sample_floor
+from .depth import DepthBackend, DepthSpec, depth_backend, layered_backend, quantize, scene_depth
+from .floor import fit_floor, height_prior, layered_depth, read_scene, sample_floor
 from .layout import BG_DEPTH, BG_FLOOR, FG, FG_HEIGHTS, bg_file, geometry_files, sources_table
 from .pixels import decode_jpeg
 from .store import check_dataset, check_record, iter_table, open_store, write_table
 
 # %% auto #0
-__all__ = ['HEIGHT_FIELDS', 'FLOORS', 'background_depth', 'exact_floor', 'write_heights', 'write_geometry', 'make_geometry']
+__all__ = ['HEIGHT_FIELDS', 'FLOORS', 'background_depth', 'exact_floor', 'write_heights', 'write_geometry', 'make_geometry',
+           'floor_example']
 
 # %% ../nbs/09a_geometry.ipynb #f82cea30
 def background_depth(model: DepthBackend, store, bg: str, image: np.ndarray) -> np.ndarray:
@@ -83,3 +84,12 @@ def make_geometry(
             write_geometry(store, bg, depth, ground); bare += [bg] if ground.sum() < 100 else []
     if progress: print(f"geometry: depth and floor of {len(bgs)} backgrounds in {store.path(BG_DEPTH)}, {store.path(BG_FLOOR)} ({model.name}, floor {method})" + (f"; no floor found in {', '.join(bare)}" if bare else ''))
     return record
+
+# %% ../nbs/09a_geometry.ipynb #6095ab74
+def floor_example(store, row: dict, occlusion: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Composite (uint8 RGB), mask (uint8 0/255) and layered depth (uint8, 255 = 10 m) of floor-placed manifest `row` of `store`, made in memory."
+    p = row_placement(row)
+    image, mask = paste(store, p, occlusion)
+    mask = np.asarray(mask)
+    depth = layered_depth(read_scene(store, p.bg).depth, mask > 0, p.foot)
+    return np.asarray(image), mask, quantize(depth / layered_backend().far_limit)

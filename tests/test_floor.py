@@ -151,3 +151,15 @@ def test_beam_makes_the_same_floor_composites_and_layered_depth(sources, tmp_pat
               DepthSpec('layered'), backgrounds=2, foregrounds=3, progress=False)
     skip = ('stage_stats.json', 'dataset.json', 'DATASET.md', *(f'card/{p.name}' for p in (beam/'card').glob('*')))
     assert tree_sum(beam, skip) == tree_sum(single, skip)
+
+
+def test_loader_makes_floor_examples_on_the_fly(floor_dataset, tmp_path):
+    from depthseg.data import load
+    lean = Path(shutil.copytree(floor_dataset, tmp_path/'lean', ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask', 'bgfg_depth')))
+    by_id = lambda path, src: {ex['id'].numpy().decode(): ex for ex in load(path, 'val', source=src, batch_size=None, normalize=False, shuffle=False)}
+    fly, stored = by_id(lean, 'on_the_fly'), by_id(floor_dataset, 'folder')
+    assert fly.keys() == stored.keys() and len(fly) > 10
+    for k, ex in stored.items():
+        assert np.array_equal(fly[k]['mask'].numpy(), ex['mask'].numpy()), k
+        assert np.allclose(fly[k]['depth'].numpy(), ex['depth'].numpy(), atol=1e-6), k  # the same 8-bit levels
+        assert np.abs(fly[k]['image'].numpy() - ex['image'].numpy()).mean() < 2 / 255, k  # the stored one is a JPEG
