@@ -21,7 +21,7 @@ from .store import iter_table
 
 # %% auto #0
 __all__ = ['HEIGHT_PRIORS', 'NEARER', 'focal_px', 'fit_floor', 'sample_floor', 'height_prior', 'read_heights', 'Scene',
-           'read_scene', 'scaled', 'foot_point', 'stand', 'in_front', 'layered_depth', 'geometry_sum']
+           'read_scene', 'nearest', 'scaled', 'foot_point', 'stand', 'in_front', 'layered_depth', 'geometry_sum']
 
 # %% ../nbs/07a_floor.ipynb #8393de12
 def focal_px(fov: float, height: int) -> float:
@@ -111,17 +111,16 @@ def read_scene(store, bg: str) -> Scene:
     return Scene(depth, np.flatnonzero((floor > 127) & (depth > 0)))
 
 # %% ../nbs/07a_floor.ipynb #37a9eb6e
+def nearest(n: int, size: int) -> np.ndarray:
+    "Which of `size` source rows (or columns) each of `n` rows of a nearest-neighbour resize takes: the one under its centre."
+    return ((np.arange(n) + .5) * size / n).astype(int)
+
 def scaled(im: Image.Image, size: tuple[int, int], flip: bool = False) -> Image.Image:
-    "`im` mirrored if `flip`, at `size`: a mask ('L') by nearest neighbour, so it stays 0/255; colour and alpha bilinear."
+    "`im` mirrored if `flip`, at `size`: a mask ('L') by `nearest`, so it stays 0/255; colour and alpha bilinear."
     im = ImageOps.mirror(im) if flip else im
     if im.size == tuple(size): return im
-    return im.resize(size, Image.Resampling.NEAREST if im.mode == 'L' else Image.Resampling.BILINEAR)
-
-def _sized(mask: Image.Image, rows: int, flip: bool) -> tuple[np.ndarray, int]:
-    "`mask` scaled to `rows` (and mirrored if `flip`), as an array, and how many rows its 255s span."
-    m = np.asarray(scaled(mask, (max(1, round(mask.width * rows / mask.height)), rows), flip))
-    shown = np.nonzero(m.any(1))[0]
-    return m, int(shown[-1] - shown[0] + 1) if len(shown) else 0
+    if im.mode != 'L': return im.resize(size, Image.Resampling.BILINEAR)
+    return Image.fromarray(np.asarray(im)[np.ix_(nearest(size[1], im.height), nearest(size[0], im.width))], 'L')
 
 def foot_point(mask: np.ndarray) -> tuple[int, int]:
     "(x, y) of the foot point of `mask`: the middle of its lowest row that has any of it."
@@ -129,17 +128,28 @@ def foot_point(mask: np.ndarray) -> tuple[int, int]:
     y = int(ys.max())
     return int(round(xs[ys == y].mean())), y
 
+def _sized(a: np.ndarray, rows: int, flip: bool) -> tuple[np.ndarray, int]:
+    "Mask `a` (bool) as `scaled` makes it `rows` high (mirrored if `flip`), and how many rows it spans."
+    cols = max(1, round(a.shape[1] * rows / a.shape[0]))
+    m = (a[:, ::-1] if flip else a)[np.ix_(nearest(rows, a.shape[0]), nearest(cols, a.shape[1]))]
+    shown = np.nonzero(m.any(1))[0]
+    return m, int(shown[-1] - shown[0] + 1) if len(shown) else 0
+
 # %% ../nbs/07a_floor.ipynb #fbcc547e
 def stand(rng, scene: Scene, mask: Image.Image, prior: tuple[float, float], focal: float, flip: bool = False,
           min_height: int = 24, tries: int = 200) -> tuple | None:
     "A place for cut-out `mask` standing on the floor of `scene`: (x, y, width, height, foot, height_m), drawn from `rng`; None if `tries` fail."
-    (H, W), (_, top, _, bottom) = scene.depth.shape, mask.getbbox()  # the height is the mask's, top to bottom
+    (H, W), a = scene.depth.shape, np.asarray(mask) > 0
+    occupied = np.nonzero(a.any(1))[0]  # the height is the mask's, top to bottom
     for _ in range(tries):
         fy, fx = divmod(int(scene.floor[rng.integers(len(scene.floor))]), W)
         h_m = prior[0] + prior[1] * float(np.clip(rng.standard_normal(), -2, 2))
         want = focal * h_m / float(scene.depth[fy, fx])  # pixels from the top of the mask to its bottom
-        guess = round(want * mask.height / (bottom - top))
-        m, shown = min((_sized(mask, n, flip) for n in (guess, guess - 1, guess + 1) if 1 <= n <= 4 * H), key=lambda t: abs(t[1] - want))
+        guess = round(want * a.shape[0] / (occupied[-1] - occupied[0] + 1))
+        best = _sized(a, max(1, min(guess, 4 * H)), flip)
+        if abs(best[1] - want) > .75:  # rounding took the mask too far off: the nearest of it and the sizes beside it
+            best = min([best, *(_sized(a, n, flip) for n in (len(best[0]) - 1, len(best[0]) + 1) if n >= 1)], key=lambda t: abs(t[1] - want))
+        m, shown = best
         rows, cols = m.shape
         if not (min_height <= rows <= H and cols <= W and shown): continue
         dx, dy = foot_point(m)
