@@ -1,5 +1,5 @@
 "Floor placement and layered depth (issue 17): random placement unchanged byte for byte; on the exact sample scenes every foot on the floor, every person f H / Z pixels high, layered depth equal to the truth; same bytes for any worker count, resumed after kill -9; refusals."
-import hashlib, json, os, shutil, signal, subprocess, sys, time
+import hashlib, json, shutil, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +7,7 @@ import PIL
 import pytest
 from PIL import Image
 
+from conftest import kill_when
 from depthseg.composites import CompositesJob, make_composites
 from depthseg.core import BadArgument
 from depthseg.depth import DepthSpec, make_depth, quantize, scene_depth
@@ -88,12 +89,7 @@ def test_floor_bytes_do_not_depend_on_workers_and_resume_after_kill(floor_datase
     killed = Path(shutil.copytree(sources, tmp_path/'killed'))
     make_geometry(killed, DepthSpec('exact'), progress=False)
     cmd = [sys.executable, '-m', 'depthseg.cli', 'composites', str(killed), '--positions', '2', '--placement', 'floor', '--occlusion', '--workers', '2']
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (killed/'bgfg').exists() and sum(1 for _ in (killed/'bgfg').rglob('*.jpg')) > 100: break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    kill_when(cmd, lambda: (killed/'bgfg').exists() and sum(1 for _ in (killed/'bgfg').rglob('*.jpg')) > 100)
     assert not (killed/'manifest.csv').exists(), 'the run finished before it could be killed'
     assert make_composites(killed, FLOOR, workers=2, wait=True, progress=False).written < 400  # wait: the killed workers may hold the lock a moment longer
     assert not list(killed.rglob('.*.tmp'))
