@@ -310,8 +310,8 @@ class LayeredBackend(DepthBackend):
             if 'foot_x' not in r: raise BadArgument(f'{store.path(MANIFEST)}: composites placed at random; layered depth needs composites made with --placement floor')
             mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
             depth = layered_depth(read_scene(store, r['bg']).depth, mask, (int(r['foot_x']), int(r['foot_y'])))
-            out.append(np.clip(depth / self.far_limit, 0, 1)[..., None])
-        return np.stack(out).astype(np.float32)
+            out.append(np.minimum(depth / np.float32(self.far_limit), 1))  # float32, never negative
+        return np.stack(out)[..., None]
 
 def layered_backend() -> LayeredBackend:
     "The `layered` backend: metric, 255 = 10 m, the backgrounds' model named in `geometry.json`."
