@@ -64,6 +64,7 @@ def make_geometry(
 ) -> dict:
     "Write each background's metric depth and floor, and each foreground's height prior, for floor placement; return the record."
     if floor not in FLOORS: raise BadArgument(f'floor must be one of {FLOORS}, not {floor!r}')
+    if spec.backend == 'layered': raise BadArgument('the layered backend is made from the geometry: give the backgrounds\' model (--backend densedepth, depth_anything or exact)')
     check_range(0.001, 0.5, floor_tol=floor_tol)
     store = open_store(dataset)
     with store.hold('geometry', wait):

@@ -159,3 +159,14 @@ def test_loader_makes_floor_examples_on_the_fly(floor_dataset, tmp_path):
         assert np.array_equal(fly[k]['mask'].numpy(), ex['mask'].numpy()), k
         assert np.allclose(fly[k]['depth'].numpy(), ex['depth'].numpy(), atol=1e-6), k  # the same 8-bit levels
         assert np.abs(fly[k]['image'].numpy() - ex['image'].numpy()).mean() < 2 / 255, k  # the stored one is a JPEG
+
+
+def test_geometry_from_a_model(dataset, tmp_path):
+    "DenseDepth (its nyu.h5 layout, random weights) run once per background: metric depth in millimetres, recorded."
+    from depthseg.testing import reference_nyu_h5
+    nyu = tmp_path/'nyu.h5'; reference_nyu_h5(nyu)
+    record = make_geometry(dataset, DepthSpec(weights=nyu, resolution='64x64'), progress=False)
+    assert (record['backend'], record['floor'], record['labels']['kind']) == ('densedepth', 'fit', 'metric z-depth')
+    depth = np.asarray(Image.open(dataset/geometry_files('bg_004')[0]))
+    assert depth.shape == (224, 224) and depth.dtype == np.uint16 and 100 <= depth.min() <= depth.max() <= 10_000  # DenseDepth: 0.1 to 10 m
+    with pytest.raises(BadArgument, match='layered backend is made from the geometry'): make_geometry(dataset, DepthSpec('layered'), progress=False)
