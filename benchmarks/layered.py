@@ -10,7 +10,8 @@ Prints, with the machine's CPU count and load (other programs share the cores):
 - layered depth: `make_depth(DepthSpec('layered'))` on them, 8-bit maps written (maps/s);
 - the time for all 392,040, composites included, projected from those rates (or measured, with --full);
 - the loader: examples/s reading the files (`source='folder'`) beside making them on the fly from the sources,
-  geometry and manifest alone (`source='on_the_fly'`: composite, mask and layered depth in memory).
+  geometry and manifest alone (`source='on_the_fly'`: composite, mask and layered depth in memory), and `endless`
+  (from the sources and their geometry alone, new places each epoch).
 
     python benchmarks/layered.py [--sources 99] [--positions 20] [--backgrounds 10] [--foregrounds 10] [--full]
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from depthseg.backgrounds import prepare_backgrounds
 from depthseg.composites import CompositesJob, make_composites, read_sources
-from depthseg.data import load
+from depthseg.data import endless, load
 from depthseg.depth import DepthSpec, make_depth
 from depthseg.floor import fit_floor
 from depthseg.foregrounds import prepare_foregrounds
@@ -61,9 +62,9 @@ def timed(fn, *args, **kw):
     return time.perf_counter() - t, cpu() - c
 
 
-def loader_rate(path, source, n):
-    "Examples/s of `load(path, source=source)` over about `n` examples (batches of 32, nothing normalised), after one batch to warm up."
-    batches = iter(load(path, 'all', source=source, batch_size=32, normalize=False, shuffle=False).repeat())
+def loader_rate(batches, n):
+    "Examples/s of the dataset `batches` over about `n` examples, after one batch to warm up."
+    batches = iter(batches)
     next(batches)
     t, seen = time.perf_counter(), 0
     while seen < n: seen += len(next(batches)['id'])
@@ -89,12 +90,15 @@ def main():
     job = CompositesJob(positions=args.positions, placement='floor', occlusion=True)
     n, total = b * f * job.per_pair, args.sources ** 2 * job.per_pair
     t_comp, c_comp = timed(make_composites, ds, job, backgrounds=b, foregrounds=f, workers=args.workers, progress=False)
-    make_depth(ds, DepthSpec('layered'), limit=32, progress=False)  # TensorFlow imported (the stage decodes JPEG with it) and 32 maps made
+    warm = min(32, n // 4)
+    make_depth(ds, DepthSpec('layered'), limit=warm, progress=False)  # TensorFlow imported (the stage decodes JPEG with it), a few maps made
     t_depth, c_depth = timed(make_depth, ds, DepthSpec('layered'), progress=False)
-    t_depth, c_depth = t_depth * n / (n - 32), c_depth * n / (n - 32)  # as if it had made all n
+    t_depth, c_depth = t_depth * n / (n - warm), c_depth * n / (n - warm)  # as if it had made all n
     lean = root/'lean'  # the dataset as it could ship: sources, geometry and manifest, no composites, masks or depth maps
     shutil.copytree(ds, lean, ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask', 'bgfg_depth'))
-    reading, flying = loader_rate(ds, 'folder', args.loader), loader_rate(lean, 'on_the_fly', args.loader)
+    kw = dict(split='all', batch_size=32, normalize=False, shuffle=False)
+    reading, flying = (loader_rate(load(path, source=source, **kw).repeat(), args.loader) for path, source in ((ds, 'folder'), (lean, 'on_the_fly')))
+    forever = loader_rate(endless(lean, job, split='all'), args.loader)
     load1 = os.getloadavg()
     size = sum(p.stat().st_size for p in ds.rglob('*.*') if p.parts[-3] in ('bgfg', 'bgfg_mask', 'bgfg_depth'))
     projected = t_geometry + total * (t_comp + t_depth) / n
@@ -109,7 +113,7 @@ def main():
     print(f'  {"measured" if args.full else "projected"} for all {total:,}: {projected / 60:.1f} min end to end '
           f'({total * t_comp / n / 60:.1f} min composites, {total * t_depth / n / 60:.1f} min layered depth, {t_geometry / 60:.1f} min geometry); goal: under 5 min')
     print(f'  loader, {args.loader:,} examples (image, mask, depth; batches of 32): reading files {reading:6,.0f} examples/s, '
-          f'on the fly {flying:6,.0f} examples/s')
+          f'on the fly {flying:6,.0f} examples/s, endless {forever:6,.0f} examples/s')
 
 
 if __name__ == '__main__': main()

@@ -170,3 +170,18 @@ def test_geometry_from_a_model(dataset, tmp_path):
     depth = np.asarray(Image.open(dataset/geometry_files('bg_004')[0]))
     assert depth.shape == (224, 224) and depth.dtype == np.uint16 and 100 <= depth.min() <= depth.max() <= 10_000  # DenseDepth: 0.1 to 10 m
     with pytest.raises(BadArgument, match='layered backend is made from the geometry'): make_geometry(dataset, DepthSpec('layered'), progress=False)
+
+
+def test_endless_from_the_sources_and_a_seed(floor_dataset):
+    from depthseg.data import endless
+    from depthseg.geometry import floor_example
+    from depthseg.composites import CompositesPlan, read_sources
+    store = FolderStore(floor_dataset)
+    got = list(endless(floor_dataset, FLOOR, split='all', batch_size=None).take(3))
+    want = list(CompositesPlan(FLOOR, read_sources(store, 'bg'), read_sources(store, 'fg'), store).rows(0, 3))
+    assert [x['id'].numpy().decode() for x in got] == [r['id'] for r in want]
+    for x, r in zip(got, want):  # epoch 0 is the floor dataset made with the same job: the same masks and depth
+        image, mask, depth = floor_example(store, r, occlusion=True)
+        assert np.array_equal(x['mask'].numpy()[..., 0] * 255, np.asarray(Image.open(floor_dataset/r['mask'])))
+        assert np.allclose(x['depth'].numpy()[..., 0], depth / 255) and np.allclose(x['image'].numpy(), image / 255)
+    with pytest.raises(BadArgument, match='placed on the floor'): endless(floor_dataset, CompositesJob())
