@@ -39,7 +39,7 @@ class CompositesJob:
     seed: int = 0  # global seed: the same seed gives the same placements and the same bytes
     quality: int = 95  # JPEG quality of the composites
     placement: str = 'random'  # 'random': anywhere, at the cut-outs' own size (the reference); 'floor': standing on the floor, sized by depth (run `depthseg geometry` first)
-    fov: float = 60.0  # floor: the backgrounds' vertical field of view in degrees (a phone's camera: about 50 in landscape, 65 in portrait)
+    fov: float = 60.0  # floor: the vertical field of view in degrees of backgrounds whose camera is not known (a phone's: about 50 in landscape, 65 in portrait)
     min_height: int = 24  # floor: the fewest pixels high a cut-out is pasted; places that give fewer, or leave the frame, are drawn again
     occlusion: bool = False  # floor: background nearer than a cut-out's feet stays in front of it, and its mask is the part in sight
 
@@ -96,7 +96,7 @@ def floor_placements(bg: str, fg: str, job: CompositesJob, store) -> list[Placem
     "The placements of foreground `fg` standing on the floor of background `bg` of `store`, each as tall as depth and its height prior say."
     scene, mask, prior = read_scene(store, bg), _image(store, fg_files(fg)[1], 'L'), read_heights(store).get(fg)
     if prior is None: raise BadArgument(f'{fg}: no height in {store.path(FG_HEIGHTS)}; run `depthseg geometry {store}` again, or add its row')
-    rng, f, out = np.random.default_rng([job.seed, id_number(bg), id_number(fg)]), focal_px(job.fov, scene.depth.shape[0]), []
+    rng, f, out = np.random.default_rng([job.seed, id_number(bg), id_number(fg)]), scene.focal or focal_px(job.fov, scene.depth.shape[0]), []
     for i in range(job.per_pair):
         spot = stand(rng, scene, mask, prior, f, i >= job.positions, job.min_height) if len(scene.floor) else None
         if spot is None: raise ValueError(f'{fg} finds no place on the floor of {bg} at least {job.min_height} pixels high and inside the picture; lower --min-height, or draw a larger floor in {store.path(geometry_files(bg)[1])}')

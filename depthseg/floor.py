@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from .core import BadArgument, BadInput, sha256
 from .samples import sample_camera, sample_depth
 from .layout import FG_HEIGHTS, GEOMETRY_RECORD, geometry_files
-from .store import iter_table
+from .store import iter_table, read_json
 
 # %% auto #0
 __all__ = ['HEIGHT_PRIORS', 'NEARER', 'focal_px', 'fit_floor', 'sample_floor', 'height_prior', 'read_heights', 'Scene',
@@ -96,9 +96,10 @@ def read_heights(store) -> dict[str, tuple[float, float]]:
 
 # %% ../nbs/07a_floor.ipynb #aa7a5491
 class Scene(NamedTuple):
-    "What floor placement needs of one background: its depth in metres (H x W) and the flat indices of its floor pixels."
+    "What floor placement needs of one background: its depth in metres (H x W), the flat indices of its floor pixels, its focal length if known."
     depth: np.ndarray
     floor: np.ndarray
+    focal: float | None = None  # pixels, where `depthseg geometry` knows the camera (the sample scenes); else the job's field of view gives it
 
 @lru_cache(maxsize=128)
 def read_scene(store, bg: str) -> Scene:
@@ -108,7 +109,8 @@ def read_scene(store, bg: str) -> Scene:
     depth = np.asarray(Image.open(io.BytesIO(store.read(depth_file))), np.float32) / 1000
     floor = np.asarray(Image.open(io.BytesIO(store.read(floor_file))).convert('L'))
     if floor.shape != depth.shape: raise BadInput(store.path(floor_file), f'{floor.shape[1]}x{floor.shape[0]}, not the size of its background\'s depth')
-    return Scene(depth, np.flatnonzero((floor > 127) & (depth > 0)))
+    focal = ((read_json(store, GEOMETRY_RECORD) or {}).get('focal_px') or {}).get(bg)
+    return Scene(depth, np.flatnonzero((floor > 127) & (depth > 0)), focal)
 
 # %% ../nbs/07a_floor.ipynb #37a9eb6e
 def nearest(n: int, size: int) -> np.ndarray:

@@ -16,13 +16,14 @@ from .composites import paste, read_sources, row_placement
 from .core import BadArgument, check_range
 from .depth import DepthBackend, DepthSpec, depth_backend, layered_backend, quantize, scene_depth
 from .floor import fit_floor, height_prior, layered_depth, read_scene, sample_floor
+from .samples import sample_camera
 from .layout import BG_DEPTH, BG_FLOOR, FG, FG_HEIGHTS, bg_file, geometry_files, sources_table
 from .pixels import decode_jpeg
 from .store import check_dataset, check_record, iter_table, open_store, write_table
 
 # %% auto #0
-__all__ = ['HEIGHT_FIELDS', 'FLOORS', 'background_depth', 'exact_floor', 'write_heights', 'write_geometry', 'make_geometry',
-           'floor_example']
+__all__ = ['HEIGHT_FIELDS', 'FLOORS', 'background_depth', 'exact_floor', 'exact_focal', 'write_heights', 'write_geometry',
+           'make_geometry', 'floor_example']
 
 # %% ../nbs/09a_geometry.ipynb #f82cea30
 def background_depth(model: DepthBackend, store, bg: str, image: np.ndarray) -> np.ndarray:
@@ -35,6 +36,15 @@ def exact_floor(store, bg: str, size: tuple[int, int]) -> np.ndarray:
     "The true floor (bool, `size`) of background `bg` of `store`, one of the sample scenes, cropped and scaled as its depth."
     return scene_depth(store, bg, size, of=sample_floor) > .5
 
+def exact_focal(store, bg: str, size: tuple[int, int]) -> float:
+    "Focal length in pixels of background `bg` of `store`, one of the sample scenes, as cropped and scaled: its camera's over the source rows per row."
+    camera = {}
+    def rows(name):  # the source row each pixel of the scene shows
+        camera.update(sample_camera(name)); w, h = camera['size']
+        return np.repeat(np.arange(h, dtype=np.float32)[:, None] + .5, w, 1)
+    shown = scene_depth(store, bg, size, of=rows)[:, 0]
+    return round(camera['focal_px'] / float(np.polyfit(np.arange(size[0]) + .5, shown, 1)[0]), 3)
+
 # %% ../nbs/09a_geometry.ipynb #531a3d77
 HEIGHT_FIELDS = ['id', 'source', 'height_m', 'spread_m']
 
@@ -46,6 +56,10 @@ def write_heights(store):
 
 # %% ../nbs/09a_geometry.ipynb #575d3493
 FLOORS = ('auto', 'exact', 'fit')
+
+def _size(store, bg: str) -> tuple[int, int]:
+    "(height, width) of background `bg`."
+    with Image.open(io.BytesIO(store.read(bg_file(bg)))) as im: return im.height, im.width
 
 def write_geometry(store, bg: str, depth: np.ndarray, floor: np.ndarray):
     "Write the depth (metres, H x W, stored in millimetres) and floor (bool) of background `bg` to `store` (also for depth made elsewhere)."
@@ -72,8 +86,9 @@ def make_geometry(
         bgs, model = read_sources(store, 'bg'), depth_backend(spec)
         method = ('exact' if model.name == 'exact' else 'fit') if floor == 'auto' else floor
         if method == 'exact' and model.name != 'exact': raise BadArgument("floor 'exact' needs the exact backend (the sample scenes)")
+        focal = {bg: exact_focal(store, bg, _size(store, bg)) for bg in bgs} if model.name == 'exact' else None  # the sample scenes' cameras are known
         record = check_record(store, 'geometry', dict(backend=model.name, weights_sha256=model.weights_sha256, resolution=model.resolution and list(model.resolution),
-                                                      floor=method, floor_tol=floor_tol, labels=model.meaning()))
+                                                      floor=method, floor_tol=floor_tol, focal_px=focal, labels=model.meaning()))
         write_heights(store)
         for folder in (BG_DEPTH, BG_FLOOR): store.clean(folder); store.makedirs(folder)
         bare = []

@@ -50,9 +50,11 @@ def floor_dataset(sources, tmp_path_factory):
 
 def test_feet_on_the_floor_people_f_h_over_z_high(floor_dataset):
     ds, store = floor_dataset, FolderStore(floor_dataset)
-    rows, f = list(iter_manifest(store)), focal_px(FLOOR.fov, 224)
+    rows, focal = list(iter_manifest(store)), json.loads((ds/'geometry.json').read_text())['focal_px']
     assert len(rows) == 10 * 10 * 4 and len({(r['bg'], r['foot_x'], r['foot_y']) for r in rows}) > 300
+    assert abs(focal['bg_000'] - focal_px(60, 224)) < .1 and abs(focal['bg_001'] - focal_px(46.8, 224)) < .5  # room_01: portrait, centre-cropped
     for r in rows:
+        f = focal[r['bg']]
         fx, fy = int(r['foot_x']), int(r['foot_y'])
         floor = scene_depth(store, r['bg'], (224, 224), of=sample_floor) > .5
         assert floor[fy, fx], r['id']  # the foot point on the true floor of the scene
