@@ -2,8 +2,8 @@ __version__ = "0.1.0"
 
 import importlib
 
-_MODULES = ('layout', 'core', 'store', 'pixels', 'samples', 'testing', 'collect', 'cutouts', 'backgrounds', 'foregrounds', 'composites', 'depth',
-            'stats', 'pack', 'data', 'beam', 'model', 'cli')
+_MODULES = ('layout', 'core', 'store', 'pixels', 'samples', 'testing', 'collect', 'cutouts', 'backgrounds', 'foregrounds', 'floor', 'composites',
+            'depth', 'geometry', 'stats', 'pack', 'data', 'model', 'beam', 'cli')
 
 def __getattr__(name):
     "Each module on first use, so that `import depthseg; depthseg.data.load(...)` works without importing them all."

@@ -22,6 +22,7 @@ from .core import BadArgument, BadInput, Busy, RejectedInputs, check_range, data
 from .data import to_tfrecord
 from .depth import DepthSpec, make_depth
 from .foregrounds import prepare_foregrounds
+from .geometry import make_geometry
 from .model import evaluate, train
 from .pack import pack, pull, push
 from .samples import sample_dir
@@ -54,7 +55,7 @@ def demo(
 
 # %% ../nbs/15_cli.ipynb #55580a26
 COMMANDS = {'collect': collect, 'cutouts': make_cutouts, 'backgrounds': prepare_backgrounds, 'foregrounds': prepare_foregrounds,
-            'composites': make_composites, 'depth': make_depth, 'stats': write_card,
+            'geometry': make_geometry, 'composites': make_composites, 'depth': make_depth, 'stats': write_card,
             'pack': pack, 'push': push, 'pull': pull, 'tfrecord': to_tfrecord, 'beam': make_beam, 'clean': clean, 'demo': demo,
             'train': train, 'evaluate': evaluate}
 

@@ -7,7 +7,7 @@ Docs: https://depthseg.github.io/depthseg/composites.html.md"""
 # %% ../nbs/08_composites.ipynb #1ed4111a
 from __future__ import annotations
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace as _replace
 from functools import lru_cache, partial
 from typing import Iterable, Iterator, NamedTuple
 
@@ -15,17 +15,22 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .core import BadArgument, check_range, parallel_map, sha256
-from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, FG, MANIFEST, MANIFEST_FIELDS, MASKS, SETS, bg_file, composite_files,
-                             composite_id, fg_files, id_number)
+from .floor import focal_px, geometry_sum, in_front, read_heights, read_scene, scaled, stand
+from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, FG, FG_HEIGHTS, FLOOR_FIELDS, MANIFEST, MANIFEST_FIELDS, MASKS, SETS, bg_file,
+                             composite_files, composite_id, fg_files, geometry_files, id_number)
 from .pixels import PixelStats, merge_stats, save_stage_stats, stage_stats
 from .store import check_record, open_store, write_table
 
 # %% auto #0
-__all__ = ['STAGE_COMMANDS', 'CompositesJob', 'Placement', 'placements', 'compose', 'encode', 'manifest_row', 'Source',
-           'describe_sources', 'read_sources', 'CompositesPlan', 'plan_composites', 'make_pair', 'prepare_folders',
-           'finish_composites', 'CompositesReport', 'make_composites']
+__all__ = ['PLACEMENTS', 'FLOOR_OPTIONS', 'STAGE_COMMANDS', 'CompositesJob', 'Placement', 'placements', 'floor_placements',
+           'compose', 'encode', 'manifest_row', 'row_placement', 'Source', 'describe_sources', 'read_sources',
+           'CompositesPlan', 'plan_composites', 'paste', 'make_pair', 'prepare_folders', 'finish_composites',
+           'CompositesReport', 'make_composites']
 
 # %% ../nbs/08_composites.ipynb #a6af4291
+PLACEMENTS = ('random', 'floor')
+FLOOR_OPTIONS = ('placement', 'fov', 'min_height', 'occlusion')  # left out of the record of random placement, as before they were
+
 @dataclass(frozen=True)
 class CompositesJob:
     "How the composites are made."
@@ -33,10 +38,17 @@ class CompositesJob:
     flip: bool = True  # also paste each foreground mirrored, `positions` times
     seed: int = 0  # global seed: the same seed gives the same placements and the same bytes
     quality: int = 95  # JPEG quality of the composites
+    placement: str = 'random'  # 'random': anywhere, at the cut-outs' own size (the reference); 'floor': standing on the floor, sized by depth (run `depthseg geometry` first)
+    fov: float = 60.0  # floor: the vertical field of view in degrees of backgrounds whose camera is not known (a phone's: about 50 in landscape, 65 in portrait)
+    min_height: int = 24  # floor: the fewest pixels high a cut-out is pasted; places that give fewer, or leave the frame, are drawn again
+    occlusion: bool = False  # floor: background nearer than a cut-out's feet stays in front of it, and its mask is the part in sight
 
     def __post_init__(self):
         if self.positions < 1: raise ValueError(f'positions must be at least 1, not {self.positions}')
         if not 1 <= self.quality <= 100: raise ValueError(f'quality must be between 1 and 100, not {self.quality}')
+        if self.placement not in PLACEMENTS: raise ValueError(f'placement must be one of {PLACEMENTS}, not {self.placement!r}')
+        if not 10 <= self.fov <= 150: raise ValueError(f'fov must be between 10 and 150 degrees, not {self.fov}')
+        if self.min_height < 1: raise ValueError(f'min_height must be at least 1, not {self.min_height}')
 
     @property
     def per_pair(self) -> int:
@@ -55,23 +67,50 @@ class Placement:
     y: int     # top edge
     width: int
     height: int
+    foot: tuple[int, int] | None = None  # floor: the foot point (x, y) on the background, on its floor
+    foot_depth: float | None = None  # floor: the background's depth at the foot point, metres
+    height_m: float | None = None  # floor: the height drawn for the cut-out, metres
 
     @property
     def id(self) -> str: return composite_id(self.bg, self.fg, self.flip, self.index)
 
 # %% ../nbs/08_composites.ipynb #0571ac40
-def placements(bg: str, fg: str, bg_size: tuple[int, int], fg_size: tuple[int, int], job: CompositesJob = CompositesJob()) -> list[Placement]:
+def placements(bg: str, fg: str, bg_size: tuple[int, int], fg_size: tuple[int, int], job: CompositesJob = CompositesJob(), store=None) -> list[Placement]:
     "The `job.positions` placements of foreground `fg` on background `bg`, then as many mirrored if `job.flip`."
+    if job.placement == 'floor': return floor_placements(bg, fg, job, store)
     (W, H), (w, h) = bg_size, fg_size
     if w > W or h > H: raise ValueError(f'{fg} ({w}x{h}) does not fit in {bg} ({W}x{H})')
     rng = np.random.default_rng([job.seed, id_number(bg), id_number(fg)])
     xy = rng.integers(0, [W - w + 1, H - h + 1], size=(job.per_pair, 2))
     return [Placement(bg, fg, i >= job.positions, i % job.positions, int(x), int(y), w, h) for i, (x, y) in enumerate(xy)]
 
+# %% ../nbs/08_composites.ipynb #0f786cd7
+@lru_cache(maxsize=320)
+def _image(store, rel: str, mode: str) -> Image.Image: return Image.open(io.BytesIO(store.read(rel))).convert(mode)
+
+def _count_mask(masks: PixelStats, data: bytes):
+    with Image.open(io.BytesIO(data)) as m: masks.add_counts(m.histogram(), (m.height, m.width), len(data))
+
+# %% ../nbs/08_composites.ipynb #552a17a2
+def floor_placements(bg: str, fg: str, job: CompositesJob, store) -> list[Placement]:
+    "The placements of foreground `fg` standing on the floor of background `bg` of `store`, each as tall as depth and its height prior say."
+    scene, mask, prior = read_scene(store, bg), _image(store, fg_files(fg)[1], 'L'), read_heights(store).get(fg)
+    if prior is None: raise BadArgument(f'{fg}: no height in {store.path(FG_HEIGHTS)}; run `depthseg geometry {store}` again, or add its row')
+    rng, f, out = np.random.default_rng([job.seed, id_number(bg), id_number(fg)]), scene.focal or focal_px(job.fov, scene.depth.shape[0]), []
+    for i in range(job.per_pair):
+        spot = stand(rng, scene, mask, prior, f, i >= job.positions, job.min_height) if len(scene.floor) else None
+        if spot is None: raise ValueError(f'{fg} finds no place on the floor of {bg} at least {job.min_height} pixels high and inside the picture; lower --min-height, or draw a larger floor in {store.path(geometry_files(bg)[1])}')
+        x, y, w, h, foot, h_m = spot
+        out.append(Placement(bg, fg, i >= job.positions, i % job.positions, x, y, w, h, foot, round(float(scene.depth[foot[1], foot[0]]), 3), round(h_m, 3)))
+    return out
+
 # %% ../nbs/08_composites.ipynb #341eb404
-def compose(bg: Image.Image, fg: Image.Image, fg_mask: Image.Image, p: Placement) -> tuple[Image.Image, Image.Image]:
-    "Composite of RGBA `fg` alpha-blended on RGB `bg` at `p`, and its 0/255 mask."
-    if p.flip: fg, fg_mask = ImageOps.mirror(fg), ImageOps.mirror(fg_mask)
+def compose(bg: Image.Image, fg: Image.Image, fg_mask: Image.Image, p: Placement, hide: np.ndarray | None = None) -> tuple[Image.Image, Image.Image]:
+    "Composite of RGBA `fg` alpha-blended on RGB `bg` at `p` (mirrored, scaled to its size), and its 0/255 mask; pixels of `hide` stay in front."
+    fg, fg_mask = (scaled(im, (p.width, p.height), p.flip) for im in (fg, fg_mask))
+    if hide is not None:
+        keep = ~hide[p.y:p.y + p.height, p.x:p.x + p.width]
+        fg, fg_mask = Image.fromarray(np.asarray(fg) * keep[..., None].astype(np.uint8), 'RGBA'), Image.fromarray(np.asarray(fg_mask) * keep.astype(np.uint8), 'L')
     image, mask = bg.copy(), Image.new('L', bg.size, 0)
     image.paste(fg, (p.x, p.y), fg)
     mask.paste(fg_mask, (p.x, p.y))
@@ -88,8 +127,15 @@ def encode(image: Image.Image, mask: Image.Image, quality: int = 95) -> tuple[by
 def manifest_row(p: Placement) -> dict:
     "`p` as a row of `manifest.csv`."
     image, mask = composite_files(p.bg, p.id)
+    floor = dict(zip(FLOOR_FIELDS, (*p.foot, p.foot_depth, p.height_m))) if p.foot else {}
     return dict(id=p.id, bg=p.bg, fg=p.fg, flip=int(p.flip), index=p.index, x=p.x, y=p.y,
-                width=p.width, height=p.height, image=image, mask=mask)
+                width=p.width, height=p.height, image=image, mask=mask) | floor
+
+# %% ../nbs/08_composites.ipynb #ef45c71d
+def row_placement(row: dict) -> Placement:
+    "The placement manifest `row` (as read, strings) records: `manifest_row` undone."
+    floor = ((int(row['foot_x']), int(row['foot_y'])), float(row['foot_depth_m']), float(row['height_m'])) if 'foot_x' in row else ()
+    return Placement(row['bg'], row['fg'], str(row['flip']) == '1', int(row['index']), *(int(row[k]) for k in ('x', 'y', 'width', 'height')), *floor)
 
 # %% ../nbs/08_composites.ipynb #366494fd
 class Source(NamedTuple):
@@ -117,6 +163,10 @@ class CompositesPlan:
     job: CompositesJob
     bgs: dict[str, Source]
     fgs: dict[str, Source]
+    store: object = None  # where floor placement reads the backgrounds' geometry
+
+    @property
+    def fields(self) -> list[str]: return MANIFEST_FIELDS + (FLOOR_FIELDS if self.job.placement == 'floor' else [])
 
     def pairs(self) -> Iterator[tuple]:
         "(bg, fg, bg_size, fg_size) of every foreground on every background, in manifest order."
@@ -131,41 +181,42 @@ class CompositesPlan:
         bgs, fgs = list(self.bgs.items()), list(self.fgs.items())
         for k in range(start // n, -(-stop // n)):  # pair k, without listing the pairs before it
             (b, bs), (f, fs) = bgs[k // len(fgs)], fgs[k % len(fgs)]
-            yield from (manifest_row(p) for i, p in enumerate(placements(b, f, bs.size, fs.size, self.job), k * n) if start <= i < stop)
+            yield from (manifest_row(p) for i, p in enumerate(placements(b, f, bs.size, fs.size, self.job, self.store), k * n) if start <= i < stop)
 
     def record(self) -> dict:
-        "What `composites.json` holds: the job and the checksum of every source."
-        return asdict(self.job) | dict(backgrounds={k: v.sha256 for k, v in self.bgs.items()},
-                                       foregrounds={k: v.sha256 for k, v in self.fgs.items()})
+        "What `composites.json` holds: the job and the checksum of every source (and of the backgrounds' geometry, for floor placement)."
+        floor = self.job.placement == 'floor'
+        job = {k: v for k, v in asdict(self.job).items() if floor or k not in FLOOR_OPTIONS}
+        return job | dict(backgrounds={k: v.sha256 for k, v in self.bgs.items()}, foregrounds={k: v.sha256 for k, v in self.fgs.items()}) | (
+            dict(geometry=geometry_sum(self.store, self.bgs)) if floor else {})
 
 # %% ../nbs/08_composites.ipynb #c9768cc4
 def plan_composites(store, job: CompositesJob, backgrounds: int | None = None, foregrounds: int | None = None) -> CompositesPlan:
     "The plan of `job` on the first `backgrounds` and `foregrounds` of `store`, checked and recorded."
-    _image.cache_clear()  # a source may have been remade since the last run in this process
-    plan = CompositesPlan(job, read_sources(store, 'bg', backgrounds), read_sources(store, 'fg', foregrounds))
-    for pair in plan.pairs(): placements(*pair, CompositesJob(positions=1, flip=False))  # fail now, not in a worker
+    for cached in (_image, read_scene, read_heights): cached.cache_clear()  # a source may have been remade since the last run in this process
+    plan = CompositesPlan(job, read_sources(store, 'bg', backgrounds), read_sources(store, 'fg', foregrounds), store)
+    for pair in plan.pairs(): placements(*pair, _replace(job, positions=1, flip=False), store)  # fail now, not in a worker
     check_record(store, 'composites', plan.record())
     return plan
 
-# %% ../nbs/08_composites.ipynb #0f786cd7
-@lru_cache(maxsize=320)
-def _image(store, rel: str, mode: str) -> Image.Image: return Image.open(io.BytesIO(store.read(rel))).convert(mode)
-
-def _count_mask(masks: PixelStats, data: bytes):
-    with Image.open(io.BytesIO(data)) as m: masks.add_counts(m.histogram(), (m.height, m.width), len(data))
+# %% ../nbs/08_composites.ipynb #1f70027b
+def paste(store, p: Placement, occlusion: bool = False) -> tuple[Image.Image, Image.Image]:
+    "Composite and mask of placement `p`, from the sources in `store` (with `occlusion`, for a floor placement, what is nearer stays in front)."
+    fg, fg_mask = (_image(store, f, m) for f, m in zip(fg_files(p.fg), ('RGBA', 'L')))
+    hide = in_front(read_scene(store, p.bg), p.foot_depth) if occlusion and p.foot else None
+    return compose(_image(store, bg_file(p.bg), 'RGB'), fg, fg_mask, p, hide)
 
 # %% ../nbs/08_composites.ipynb #d732b4a0
 def make_pair(pair: tuple, job: CompositesJob, store, count: bool = True) -> tuple[int, dict[str, PixelStats]]:
     "Write the composites and masks of `pair` = (bg, fg, bg_size, fg_size) missing from `store`; return how many, and the masks' statistics."
-    ps, masks, written = placements(*pair, job), PixelStats(1), 0
+    ps, masks, written = placements(*pair, job, store), PixelStats(1), 0
     files = [composite_files(p.bg, p.id) for p in ps]
     there = store.present([f for fs in files for f in fs]) if store.exists(files[0][0]) else set()  # written in order
     for p, (image_file, mask_file) in zip(ps, files):
         if image_file in there and mask_file in there:
             if count: _count_mask(masks, store.read(mask_file))
             continue
-        fg, fg_mask = (_image(store, f, m) for f, m in zip(fg_files(p.fg), ('RGBA', 'L')))
-        image, mask = compose(_image(store, bg_file(p.bg), 'RGB'), fg, fg_mask, p)
+        image, mask = paste(store, p, job.occlusion)
         jpeg, png = encode(image, mask, job.quality)
         if image_file not in there: store.write(image_file, jpeg)
         if mask_file not in there: store.write(mask_file, png)
@@ -182,7 +233,7 @@ def prepare_folders(store, plan: CompositesPlan, folders=(COMPOSITES, MASKS)):
 
 def finish_composites(store, plan: CompositesPlan, stats: dict[str, PixelStats]):
     "Write `manifest.csv` of `plan`, streamed, and record the statistics the units of work gathered."
-    write_table(store, MANIFEST, plan.rows(), MANIFEST_FIELDS)
+    write_table(store, MANIFEST, plan.rows(), plan.fields)
     if stats: save_stage_stats(store, stats, 'composites')
 
 # %% ../nbs/08_composites.ipynb #1234ff43

@@ -6,8 +6,8 @@ Docs: https://depthseg.github.io/depthseg/data.html.md"""
 
 # %% ../nbs/12_data.ipynb #acb0dc31
 from __future__ import annotations
-import hashlib, json, shutil
-from dataclasses import dataclass
+import hashlib, itertools, json, shutil
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
@@ -16,8 +16,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .core import BadArgument, BadInput, atomic_path, atomic_write, check_range, dataset_lock, read_csv, remove_temporaries
+from .composites import CompositesJob, CompositesPlan, read_sources
 from .depth import read_quality_table
-from .layout import (BG, COMPOSITES, DEPTH, FG, FG_MASK, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, STAGES, TABLES,
+from .geometry import floor_example
+from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG, FG_MASK, FLOOR_FIELDS, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, STAGES, TABLES,
                              TFRECORD_SCHEMA, bg_file, composite_files, depth_files, fg_files, made_after, sources_table, tfrecord_name)
 from .pack import check_members, read_index
 from .pixels import decode_jpeg
@@ -26,7 +28,7 @@ from .store import FolderStore, check_dataset, check_outside, iter_manifest, rea
 
 # %% auto #0
 __all__ = ['SPLITS', 'FEATURES', 'TFRECORD_FORMAT', 'READERS', 'assign_splits', 'split_sources', 'Feature', 'example_files',
-           'Opened', 'compose_tf', 'to_tfrecord', 'read_tfrecords', 'denormalize', 'flagged', 'load']
+           'Opened', 'compose_tf', 'to_tfrecord', 'read_tfrecords', 'denormalize', 'flagged', 'load', 'endless']
 
 # %% ../nbs/12_data.ipynb #79720530
 SPLITS = ('train', 'val', 'test')
@@ -194,9 +196,26 @@ def _rebuild(ex):
                                        tf.io.decode_png(tf.io.read_file(p[FG_MASK]), channels=1), p['x'], p['y'], p['flip'] == 1)
     return out
 
+# %% ../nbs/12_data.ipynb #ca3f8665
+def _floor_examples(path: Path, rows: list[dict], depth: bool | None):
+    "Examples of floor-placed manifest `rows` of `path`, made in memory by `depthseg.geometry.floor_example`: composite, mask and layered depth."
+    import tensorflow as tf
+    store = FolderStore(path)
+    made_by = (read_json(store, DEPTH_RECORD) or {}).get('backend', 'layered')
+    if depth and made_by != 'layered': raise BadArgument(f"{store.path(DEPTH_RECORD)}: depth by {made_by}; on the fly gives layered depth only: load with source='folder'")
+    depth, occlusion = depth is not False and made_by == 'layered', bool((read_json(store, COMPOSITES_RECORD) or {}).get('occlusion'))
+    made = lambda i: (lambda im, m, d: (im, m[..., None], d[..., None]))(*floor_example(store, rows[int(i)], occlusion))
+    def rebuild(ex):
+        out, shapes = _read_files(ex['kept']), ([None, None, 3], [None, None, 1], [None, None, 1])
+        image, mask, d = (tf.ensure_shape(t, s) for t, s in zip(tf.numpy_function(made, [ex['row']], [tf.uint8] * 3), shapes))
+        return out | dict(zip(_REBUILT, (image, mask))) | ({_FEATURE_OF[DEPTH]: d} if depth else {})
+    kept = _ids(rows) | {k: [str(path/f) for f in v] for k, v in _files(rows, False, skip=_REBUILT).items()}
+    return _slices(dict(kept=kept, row=np.arange(len(rows), dtype=np.int64))), len(rows), rebuild
+
 # %% ../nbs/12_data.ipynb #0676c942
 def _on_the_fly_examples(path: Path, depth: bool, by: str, ids):
     rows = _manifest_rows(path, by, ids)
+    if rows and FLOOR_FIELDS[0] in rows[0]: return _floor_examples(path, rows, depth)  # scaled, perhaps hidden in part, with layered depth
     depth = _with_depth(rows, depth, lambda f: (path/f).exists(), path)
     kept = _ids(rows) | {k: [str(path/f) for f in v] for k, v in _files(rows, depth, skip=_REBUILT).items()}
     fgs = [fg_files(r[FG]) for r in rows]
@@ -438,3 +457,25 @@ def load(
     examples = examples.map(_decoder(opened.figures if normalize else None, size), num_parallel_calls=tf.data.AUTOTUNE)
     if targets is not None: examples = examples.map(lambda ex: (_pick(ex, inputs), _pick(ex, targets)), num_parallel_calls=tf.data.AUTOTUNE)
     return (examples.batch(batch_size) if batch_size else examples).prefetch(tf.data.AUTOTUNE)
+
+# %% ../nbs/12_data.ipynb #d98fd9df
+def endless(
+    path, # dataset folder with its sources and their geometry (`depthseg geometry`); no composites needed
+    job:CompositesJob=CompositesJob(placement='floor', occlusion=True), # how the cut-outs stand; epoch e draws with seed `job.seed + e`
+    split:str='train', by:str=BG, seed:int=0, fractions:tuple=(0.8, 0.1, 0.1), # the sources used: a split, as `load` makes it ('all': every one)
+    batch_size:int|None=32, # examples per batch (None: unbatched)
+):
+    "An endless `tf.data.Dataset` of floor composites (`image`, `mask`, `depth`, `id`) made from the sources of `split` alone, values in [0, 1]."
+    import tensorflow as tf
+    if job.placement != 'floor': raise BadArgument("endless makes composites placed on the floor: CompositesJob(placement='floor')")
+    store, splits = FolderStore(path), split_sources(path, by, seed, fractions)
+    sources = {k: {i: s for i, s in read_sources(store, k).items() if split == 'all' or k != by or splits[i] == split} for k in (BG, FG)}
+    def examples():
+        for epoch in itertools.count():
+            for r in CompositesPlan(replace(job, seed=job.seed + epoch), sources[BG], sources[FG], store).rows():
+                image, mask, depth = floor_example(store, r, job.occlusion)
+                yield dict(id=r['id'], image=image, mask=mask[..., None], depth=depth[..., None])
+    spec = lambda c: tf.TensorSpec((None, None, c), tf.uint8)
+    out = tf.data.Dataset.from_generator(examples, output_signature=dict(id=tf.TensorSpec((), tf.string), image=spec(3), mask=spec(1), depth=spec(1)))
+    out = out.map(_decoder(None, None), num_parallel_calls=tf.data.AUTOTUNE)
+    return (out.batch(batch_size) if batch_size else out).prefetch(tf.data.AUTOTUNE)

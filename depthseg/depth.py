@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 from . import __version__
 from .backgrounds import CROPS, square
 from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, is_url, optional_import
-from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_QUALITY, DEPTH_RECORD, MANIFEST, bg_file, composite_bg, depth_files,
-                             name_problem, sources_table)
+from .floor import layered_depth, read_scene
+from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_QUALITY, DEPTH_RECORD, GEOMETRY_RECORD, MANIFEST, bg_file, composite_bg,
+                             depth_files, name_problem, sources_table)
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
 from .samples import DEPTH_DIR, sample_depth, sample_dir
 from .store import check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json, write_table
@@ -33,10 +34,11 @@ __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMA
            'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'FOOT_GAP', 'QUALITY_FIELDS',
            'QUALITY_RANGES', 'FLIP_AVERAGED', 'gpu_summary', 'densedepth_model', 'load_densedepth', 'fetch_weights',
            'DepthBackend', 'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend', 'preset_sha256',
-           'foot_point', 'ExactBackend', 'scene_depth', 'exact_backend', 'align_disparity', 'Resolution', 'DepthSpec',
-           'depth_backend', 'quantize', 'encode_maps', 'foot_flag', 'composite_quality', 'checked_quality',
-           'read_quality', 'write_quality', 'read_quality_table', 'quality_summary', 'quality_line', 'depth_record',
-           'calibration_rows', 'plan_depth', 'composite_pixels', 'label_batch', 'make_depth']
+           'foot_point', 'ExactBackend', 'scene_depth', 'exact_backend', 'LayeredBackend', 'layered_backend',
+           'align_disparity', 'Resolution', 'DepthSpec', 'depth_backend', 'quantize', 'encode_maps', 'foot_flag',
+           'composite_quality', 'checked_quality', 'read_quality', 'write_quality', 'read_quality_table',
+           'quality_summary', 'quality_line', 'depth_record', 'calibration_rows', 'plan_depth', 'composite_pixels',
+           'label_batch', 'make_depth']
 
 # %% ../nbs/09_depth.ipynb #d08c11e5
 def gpu_summary() -> str:
@@ -293,14 +295,14 @@ class ExactBackend(DepthBackend):
     def label_mirrored(self, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
         return self.label(rows, images, store)  # a mirrored scene's true depth, mirrored back, is the scene's
 
-def scene_depth(store, bg: str, size: tuple[int, int]) -> np.ndarray:
-    "True depth (metres) of background `bg` of the dataset in `store` at `size`; `BadInput` unless it is a sample scene as the backgrounds stage made it."
+def scene_depth(store, bg: str, size: tuple[int, int], of: Callable = sample_depth) -> np.ndarray:
+    "True depth (metres) of background `bg` of the dataset in `store` at `size` (or another map `of(sample name)` of the scene); `BadInput` unless it is a sample scene as the backgrounds stage made it."
     source = {r['id']: r for r in iter_table(store, sources_table(BG))}[bg]
     sample = sample_dir('backgrounds')/Path(source['source']).name
     if not sample.is_file() or file_sha256(sample) != source['sha256']:
         raise BadInput(store.path(sources_table(BG)), f"{bg} comes from {source['source']!r}, not one of depthseg's sample scenes; the exact backend knows only those")
     stored = np.asarray(decode_jpeg(store.read(bg_file(bg))).numpy(), np.float32)
-    truth = Image.fromarray(sample_depth(sample.name), 'F')
+    truth = Image.fromarray(np.asarray(of(sample.name), np.float32), 'F')
     with Image.open(sample) as photo:
         for crop in CROPS:  # which crop the backgrounds stage used: the one whose pixels it stored
             if np.abs(np.asarray(square(photo, stored.shape[0], crop), np.float32) - stored).mean() < 4:
@@ -313,6 +315,29 @@ def exact_backend() -> ExactBackend:
     "The `exact` backend: metric, 255 = 10 m, its 'weights' the SHA-256 of the sample scenes' depth files."
     return ExactBackend('exact', None, None, _folder_sha256(sample_dir(DEPTH_DIR)), 'metric', far_limit=10.0, licence="Apache-2.0 (depthseg's own sample data)",
                         labeller=f"exact: the rendered depth of depthseg's sample scenes, the cut-out at its foot point (depthseg {__version__})")
+
+# %% ../nbs/09_depth.ipynb #f377ce97
+@dataclass
+class LayeredBackend(DepthBackend):
+    "Depth composed, not inferred: each background's depth from `depthseg geometry`, the cut-out flat at the depth of its foot point."
+    def label(self, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
+        out = []
+        for r in rows:
+            depth = read_scene(store, r['bg']).depth
+            if 'mask' in r:  # a composite, not a bare background
+                if 'foot_x' not in r: raise BadArgument(f'{store.path(MANIFEST)}: composites placed at random; layered depth needs composites made with --placement floor')
+                mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
+                depth = layered_depth(depth, mask, (int(r['foot_x']), int(r['foot_y'])))
+            out.append(np.minimum(depth / np.float32(self.far_limit), 1))  # float32, never negative
+        return np.stack(out)[..., None]
+
+    def label_mirrored(self, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
+        return self.label(rows, images, store)  # composed from the scene, not its pixels: a mirror changes nothing
+
+def layered_backend() -> LayeredBackend:
+    "The `layered` backend: metric, 255 = 10 m, the backgrounds' model named in `geometry.json`."
+    return LayeredBackend('layered', None, None, f'that of the model in {GEOMETRY_RECORD}', 'metric', far_limit=10.0, licence=f'that of the model in {GEOMETRY_RECORD}',
+                          labeller=f'layered: the depth of each background ({GEOMETRY_RECORD}), the cut-out flat at its foot point (depthseg {__version__})')
 
 # %% ../nbs/09_depth.ipynb #095b7af6
 def align_disparity(pred, label, mask=None) -> np.ndarray:
@@ -337,12 +362,12 @@ class Resolution(NamedTuple):
         raise ValueError(f"resolution must be HxW (e.g. 480x640) or N (e.g. 224), not {text!r}")
 
 # %% ../nbs/09_depth.ipynb #263c44ad
-BACKENDS = ('densedepth', 'depth_anything', 'exact')
+BACKENDS = ('densedepth', 'depth_anything', 'exact', 'layered')
 
 @dataclass(frozen=True)
 class DepthSpec:
     "Which model labels the composites, and how the maps are stored."
-    backend: str = 'densedepth'  # 'densedepth' (the reference), 'depth_anything' (KerasHub) or 'exact' (the sample scenes' true depth)
+    backend: str = 'densedepth'  # 'densedepth' (the reference), 'depth_anything' (KerasHub), 'exact' (the sample scenes' true depth) or 'layered' (floor composites: background depth, cut-out at its feet's)
     weights: str | None = None  # weights file or URL: DenseDepth's `nyu.h5`, or a Depth Anything `.keras` file
     preset: str | None = None  # KerasHub preset for depth_anything, e.g. 'depth_anything_v2_small' (needs internet)
     resolution: Resolution | None = None  # inference size, e.g. 480x640 (DenseDepth's default) or 224x224 (5x faster)
@@ -370,6 +395,7 @@ def depth_backend(spec: DepthSpec) -> DepthBackend:
     "The backend `spec` names, from its weights or KerasHub preset."
     if spec.backend == 'densedepth' and not spec.weights: raise BadArgument(NO_WEIGHTS)  # before TensorFlow loads, seconds
     if spec.backend == 'exact': return exact_backend()
+    if spec.backend == 'layered': return layered_backend()
     if spec.backend == 'depth_anything' and (spec.preset is None) == (spec.weights is None):
         raise BadArgument('the depth_anything backend takes --preset (a KerasHub preset or folder) or --weights (a .keras file): one of them')
     import tensorflow as tf

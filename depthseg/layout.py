@@ -12,12 +12,13 @@ from typing import NamedTuple
 
 # %% auto #0
 __all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'GATHERED', 'GATHER_STATE', 'PREVIEW', 'COMPOSITES', 'MASKS', 'DEPTH', 'DEPTH16',
-           'MANIFEST', 'MANIFEST_FIELDS', 'COMPOSITES_RECORD', 'DEPTH_RECORD', 'STAGE_STATS', 'DEPTH_QUALITY',
-           'CARD_JSON', 'CARD_MD', 'CARD', 'CARD_PICTURES', 'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX',
-           'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids',
-           'id_number', 'source_file', 'bg_file', 'fg_files', 'sources_table', 'rejects_table', 'gathered_file',
-           'preview_sheet', 'composite_id', 'composite_files', 'composite_bg', 'depth_files', 'ImageSet', 'pull_state',
-           'shard_name', 'tfrecord_name', 'Stage', 'made_after', 'made_from', 'escapes', 'name_problem', 'row_problem',
+           'MANIFEST', 'MANIFEST_FIELDS', 'COMPOSITES_RECORD', 'DEPTH_RECORD', 'FLOOR_FIELDS', 'STAGE_STATS',
+           'DEPTH_QUALITY', 'BG_DEPTH', 'BG_FLOOR', 'GEOMETRY_RECORD', 'FG_HEIGHTS', 'CARD_JSON', 'CARD_MD', 'CARD',
+           'CARD_PICTURES', 'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES',
+           'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids', 'id_number', 'source_file',
+           'bg_file', 'fg_files', 'sources_table', 'rejects_table', 'gathered_file', 'preview_sheet', 'composite_id',
+           'composite_files', 'composite_bg', 'depth_files', 'geometry_files', 'ImageSet', 'pull_state', 'shard_name',
+           'tfrecord_name', 'Stage', 'made_after', 'made_from', 'escapes', 'name_problem', 'row_problem',
            'folder_table']
 
 # %% ../nbs/00_layout.ipynb #1126ea09
@@ -89,8 +90,18 @@ def depth_files(bg: str, id_: str, fmt: str = 'png') -> tuple[str, str]:
 MANIFEST = 'manifest.csv'
 MANIFEST_FIELDS = ['id', 'bg', 'fg', 'flip', 'index', 'x', 'y', 'width', 'height', 'image', 'mask']
 COMPOSITES_RECORD, DEPTH_RECORD = 'composites.json', 'depth.json'  # parameters and sources of each run
+FLOOR_FIELDS = ['foot_x', 'foot_y', 'foot_depth_m', 'height_m']  # more columns of composites placed on the floor
 STAGE_STATS = 'stage_stats.json'  # statistics the stages gathered while they held the pixels
 DEPTH_QUALITY = 'depth_quality.csv'  # the depth labels' quality figures, one row per composite
+
+# %% ../nbs/00_layout.ipynb #a270fab3
+BG_DEPTH, BG_FLOOR = 'bg_depth', 'bg_floor'  # each background's metric depth (16-bit PNG, mm) and floor (0/255 PNG)
+GEOMETRY_RECORD, FG_HEIGHTS = 'geometry.json', 'fg_heights.csv'  # how they were made; each foreground's height prior
+SOURCE_EXT |= {BG_DEPTH: '.png', BG_FLOOR: '.png'}
+
+def geometry_files(bg: str) -> tuple[str, str]:
+    "Paths of the depth and the floor of background `bg` (`bg_007`)."
+    return source_file(BG_DEPTH, bg), source_file(BG_FLOOR, bg)
 
 # %% ../nbs/00_layout.ipynb #3c9c47eb
 CARD_JSON, CARD_MD, CARD = 'dataset.json', 'DATASET.md', 'card'
@@ -149,6 +160,7 @@ class Stage(NamedTuple):
 STAGES = {  # in the order they run
     'backgrounds': Stage((BG, sources_table(BG), rejects_table(BG)), sources_table(BG)),
     'foregrounds': Stage((FG, FG_MASK, sources_table(FG), rejects_table(FG)), sources_table(FG)),
+    'geometry': Stage((BG_DEPTH, BG_FLOOR, FG_HEIGHTS, GEOMETRY_RECORD), GEOMETRY_RECORD, ('backgrounds', 'foregrounds')),
     'composites': Stage((COMPOSITES, MASKS, MANIFEST, COMPOSITES_RECORD), COMPOSITES_RECORD, ('backgrounds', 'foregrounds')),
     'depth': Stage((DEPTH, DEPTH16, DEPTH_QUALITY, DEPTH_RECORD), DEPTH_RECORD, ('composites',)),
     'stats': Stage((CARD_JSON, CARD_MD, CARD, STAGE_STATS), CARD_JSON, ('composites', 'depth'))}  # stage_stats.json: figures for the card
@@ -168,9 +180,9 @@ def made_from(stage: str) -> list[str]:
 _N = r'[0-9]{3,9}'
 _CID = rf'(bg_{_N})_fg_{_N}_(?:orig|flip)_[0-9]{{2,6}}'  # a composite id; group 1 its background
 _FILES = re.compile('|'.join([
-    rf'{BG}/bg_{_N}\.jpg', rf'{FG}/fg_{_N}\.png', rf'{FG_MASK}/fg_mask_{_N}\.png',
+    rf'{BG}/bg_{_N}\.jpg', rf'{FG}/fg_{_N}\.png', rf'{FG_MASK}/fg_mask_{_N}\.png', rf'{BG_DEPTH}/bg_depth_{_N}\.png', rf'{BG_FLOOR}/bg_floor_{_N}\.png',
     rf'{COMPOSITES}/(bg_{_N})/{_CID}\.jpg', rf'(?:{MASKS}|{DEPTH16})/(bg_{_N})/{_CID}\.png', rf'{DEPTH}/(bg_{_N})/{_CID}\.(?:png|jpg)',
-    *map(re.escape, [MANIFEST, COMPOSITES_RECORD, DEPTH_RECORD, DEPTH_QUALITY, STAGE_STATS, CARD_JSON, CARD_MD, *CARD_PICTURES.values(),
+    *map(re.escape, [MANIFEST, COMPOSITES_RECORD, DEPTH_RECORD, DEPTH_QUALITY, GEOMETRY_RECORD, FG_HEIGHTS, STAGE_STATS, CARD_JSON, CARD_MD, *CARD_PICTURES.values(),
                      *(t(k) for t in (sources_table, rejects_table) for k in (BG, FG))])]))
 
 def escapes(path: str) -> str | None:
@@ -209,6 +221,9 @@ FOLDERS = [
     (f'{COMPOSITES}/bg_NNN/', 'composites, JPEG, one sub-folder per background', 'depthseg composites DATASET'),
     (f'{MASKS}/bg_NNN/', 'composite masks, lossless 0/255 PNG', 'depthseg composites DATASET'),
     (MANIFEST, 'one row per composite: background, foreground, flip, place, files', 'depthseg composites DATASET'),
+    (f'{BG_DEPTH}/, {BG_FLOOR}/', 'each background\'s metric depth (16-bit PNG, millimetres) and floor (0/255), for floor placement', 'depthseg geometry DATASET'),
+    (GEOMETRY_RECORD, 'the model that made the backgrounds\' depth, what its values mean, how each floor was found', 'depthseg geometry DATASET'),
+    (FG_HEIGHTS, 'each foreground\'s height in metres and its spread, for floor placement: edit it', 'depthseg geometry DATASET'),
     (COMPOSITES_RECORD, 'the composites\' parameters and the SHA-256 of every source', 'depthseg composites DATASET'),
     (f'{DEPTH}/bg_NNN/', 'depth maps, 8-bit: metric (0 at the camera, 255 the far limit: 10 m for DenseDepth) or relative inverse depth (0 far, 255 near), as `depth.json` says', 'depthseg depth DATASET --weights nyu.h5'),
     (f'{DEPTH16}/bg_NNN/', 'the same depth maps in 16 bits (with `--full-precision`)', 'depthseg depth DATASET --full-precision'),

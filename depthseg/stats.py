@@ -261,7 +261,7 @@ def _records(dataset: Path, n: int) -> dict:
     "What the composites and depth records say, for the card."
     store, out = FolderStore(dataset), {}
     if comp := read_json(store, COMPOSITES_RECORD):
-        out['composites'] = {f.name: comp[f.name] for f in fields(CompositesJob)} | dict(
+        out['composites'] = {f.name: comp.get(f.name, f.default) for f in fields(CompositesJob)} | dict(
             backgrounds=len(comp['backgrounds']), foregrounds=len(comp['foregrounds']), composites=n)
     if depth := read_json(store, DEPTH_RECORD): out['depth'] = depth
     if depth and store.exists(DEPTH_QUALITY): out['depth_quality'] = quality_summary(read_quality_table(store))

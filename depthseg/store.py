@@ -248,7 +248,7 @@ def check_record(store, stage: str, new: dict) -> dict:
 # %% ../nbs/02_store.ipynb #8350b709
 def clean(
     dataset, # dataset folder (or URL)
-    stage:str, # the stage to remove, with every stage made from it: 'backgrounds', 'foregrounds', 'composites', 'depth' or 'stats'
+    stage:str, # the stage to remove, with every stage made from it: 'backgrounds', 'foregrounds', 'geometry', 'composites', 'depth' or 'stats'
     wait:bool=False, # wait for another run on this dataset to finish instead of stopping
     progress:bool=True, # say what was removed
 ) -> list[str]:

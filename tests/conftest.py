@@ -1,4 +1,4 @@
-import shutil
+import os, shutil, signal, subprocess, time
 from pathlib import Path
 
 import pytest
@@ -23,3 +23,11 @@ def sources(tmp_path_factory):
 def dataset(sources, tmp_path):
     "A fresh copy of `sources` to build on."
     return Path(shutil.copytree(sources, tmp_path/'dataset'))
+
+
+def kill_when(cmd: list, ready, timeout: float = 120):
+    "Run `cmd` in a session of its own and kill it with SIGKILL, its workers too, once `ready()` (or after `timeout` seconds)."
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not ready(): time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()

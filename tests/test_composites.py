@@ -1,10 +1,11 @@
 "Composites end to end: counts, exact masks, determinism across workers, and resuming after kill -9."
-import os, signal, subprocess, sys, time
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from conftest import kill_when
 from depthseg.composites import CompositesJob, Placement, compose, make_composites
 from depthseg.core import read_csv
 
@@ -59,12 +60,7 @@ def test_kill_and_resume_is_byte_identical(sources, tmp_path):
     make_composites(clean, CompositesJob(positions=10), workers=1, progress=False)
     ds = Path(shutil.copytree(sources, tmp_path/'killed'))
     cmd = [sys.executable, '-m', 'depthseg.cli', 'composites', str(ds), '--positions', '10', '--workers', '2']
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (ds/'bgfg').exists() and sum(1 for _ in (ds/'bgfg').rglob('*.jpg')) > 400: break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    kill_when(cmd, lambda: (ds/'bgfg').exists() and sum(1 for _ in (ds/'bgfg').rglob('*.jpg')) > 400)
     assert not (ds/'manifest.csv').exists(), 'the run finished before it could be killed'
     done = {p: p.stat().st_ino for p in (ds/'bgfg').rglob('*.jpg')}
     for p in done: Image.open(p).load()  # a file under its final name is never truncated
