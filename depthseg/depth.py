@@ -323,9 +323,9 @@ class LayeredBackend(DepthBackend):
     def label(self, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
         out = []
         for r in rows:
-            depth = read_scene(store, r['bg']).depth
+            if 'mask' in r and 'foot_x' not in r: raise BadArgument(f'{store.path(MANIFEST)}: composites placed at random; layered depth needs composites made with --placement floor')
+            depth = read_scene(store, r['bg']).depth  # (before this: a dataset of random composites has no geometry either)
             if 'mask' in r:  # a composite, not a bare background
-                if 'foot_x' not in r: raise BadArgument(f'{store.path(MANIFEST)}: composites placed at random; layered depth needs composites made with --placement floor')
                 mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
                 depth = layered_depth(depth, mask, (int(r['foot_x']), int(r['foot_y'])))
             out.append(np.minimum(depth / np.float32(self.far_limit), 1))  # float32, never negative

@@ -13,7 +13,7 @@ from depthseg.core import BadArgument
 from depthseg.depth import DepthSpec, make_depth, quantize, scene_depth
 from depthseg.floor import focal_px, sample_floor, scaled
 from depthseg.geometry import make_geometry
-from depthseg.layout import FG_HEIGHTS, depth_files, fg_files, geometry_files
+from depthseg.layout import FG_HEIGHTS, STAGES, depth_files, fg_files, geometry_files
 from depthseg.store import FolderStore, iter_manifest
 
 FLOOR = CompositesJob(positions=2, placement='floor', occlusion=True)
@@ -86,8 +86,9 @@ def test_floor_bytes_do_not_depend_on_workers_and_resume_after_kill(floor_datase
     one = Path(shutil.copytree(sources, tmp_path/'one'))
     make_geometry(one, DepthSpec('exact'), progress=False)
     make_composites(one, FLOOR, workers=1, progress=False)
-    skip = ('depth.json', 'stage_stats.json')  # made by the depth stage in floor_dataset only
-    assert tree_sum(one, skip) == tree_sum(floor_dataset, skip + tuple(p.relative_to(floor_dataset).as_posix() for p in (floor_dataset/'bgfg_depth').rglob('*')))
+    made_by_depth = [p.relative_to(floor_dataset).as_posix() for out in STAGES['depth'].outputs for p in [floor_dataset/out, *(floor_dataset/out).rglob('*')]]
+    skip = ('stage_stats.json', *made_by_depth)  # the depth stage ran in floor_dataset only
+    assert tree_sum(one, skip) == tree_sum(floor_dataset, skip)
     killed = Path(shutil.copytree(sources, tmp_path/'killed'))
     make_geometry(killed, DepthSpec('exact'), progress=False)
     cmd = [sys.executable, '-m', 'depthseg.cli', 'composites', str(killed), '--positions', '2', '--placement', 'floor', '--occlusion', '--workers', '2']
@@ -187,3 +188,10 @@ def test_endless_from_the_sources_and_a_seed(floor_dataset):
         assert np.array_equal(x['mask'].numpy()[..., 0] * 255, np.asarray(Image.open(floor_dataset/r['mask'])))
         assert np.allclose(x['depth'].numpy()[..., 0], depth / 255) and np.allclose(x['image'].numpy(), image / 255)
     with pytest.raises(BadArgument, match='placed on the floor'): endless(floor_dataset, CompositesJob())
+
+
+def test_layered_labels_a_bare_background(floor_dataset):
+    from depthseg.depth import layered_backend
+    store = FolderStore(floor_dataset)
+    got = layered_backend().label([dict(bg='bg_003')], [None], store)[0, ..., 0]
+    assert np.array_equal(got, np.minimum(scene_depth(store, 'bg_003', (224, 224)) / np.float32(10), 1))
