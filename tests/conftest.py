@@ -1,4 +1,4 @@
-import shutil
+import shutil, socket, threading
 from pathlib import Path
 
 import pytest
@@ -23,3 +23,21 @@ def sources(tmp_path_factory):
 def dataset(sources, tmp_path):
     "A fresh copy of `sources` to build on."
     return Path(shutil.copytree(sources, tmp_path/'dataset'))
+
+
+@pytest.fixture
+def ftp_listener():
+    "An FTP-like listener on 127.0.0.1: its port, and the bytes each client that connected sent (none, if no client came)."
+    srv, heard = socket.create_server(('127.0.0.1', 0)), []
+    srv.settimeout(0.1)
+    def serve():
+        while srv.fileno() != -1:
+            try: conn, _ = srv.accept()
+            except OSError: continue
+            with conn:
+                conn.settimeout(1); conn.sendall(b'220 ready\r\n')
+                try: heard.append(conn.recv(1024))
+                except OSError: heard.append(b'')
+    threading.Thread(target=serve, daemon=True).start()
+    yield srv.getsockname()[1], heard
+    srv.close()
