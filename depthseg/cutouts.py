@@ -8,7 +8,7 @@ Docs: https://depthseg.github.io/depthseg/cutouts.html.md"""
 from __future__ import annotations
 import io
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Callable
 
@@ -99,9 +99,15 @@ def _load_segmenter(preset, weights):
     "The KerasHub DeepLabV3 segmenter of `preset` or of `.keras` file `weights`."
     if (preset is None) == (weights is None): raise BadArgument('give a KerasHub preset (--preset) or a .keras file (--weights): one of them')
     keras_hub = optional_import('keras_hub', 'hub')  # and it registers the classes a .keras file refers to
-    if preset: return keras_hub.models.DeepLabV3ImageSegmenter.from_preset(str(preset))
-    import keras
-    return keras.saving.load_model(weights, compile=False)  # to predict only
+    if weights: import keras; return keras.saving.load_model(_existing(weights, 'no such .keras file'), compile=False)  # to predict only
+    if '://' not in (preset := str(preset)) and ('/' in preset or preset.startswith('.')): _existing(preset, 'no such preset folder')
+    try: return keras_hub.models.DeepLabV3ImageSegmenter.from_preset(preset)
+    except ValueError as e: raise BadArgument(f"{preset}: not a KerasHub DeepLabV3 preset ({str(e).split('.')[0].strip()})") from None
+
+def _existing(path, why: str):
+    "`path`, if something is there; `BadArgument` saying `why` if not."
+    if not Path(path).exists(): raise BadArgument(f'{path}: {why}')
+    return path
 
 # %% ../nbs/17_cutouts.ipynb #ff4298d9
 def keras_segmenter(preset: str | None = None, weights=None, person: int = PERSON) -> Callable[[Image.Image], np.ndarray]:
@@ -161,6 +167,20 @@ def _check_out(out: Path):
     found = [p.name for p in sorted(out.iterdir()) if p.name not in mine] if out.is_dir() else []
     found += [p.name for p in sorted((out/GATHERED).iterdir()) if not p.name.startswith(('cut_', '.'))] if (out/GATHERED).is_dir() else []
     if found: raise BadArgument(f'{out}: holds {found[0]!r}, which cutouts did not write; write the cut-outs into an empty or new folder')
+
+# %% ../nbs/17_cutouts.ipynb #0f34848d
+def _photos(photos):
+    "The photos of folder or zip `photos`, `(name, data)` each, read as they are needed; `BadArgument` now if there are none."
+    try: first = next(it := iter(iter_sources(photos)), None)
+    except FileNotFoundError as e: raise BadArgument(str(e)) from None
+    if first is None: raise BadArgument(f'{photos}: no photos in it')
+    return chain([first], it)
+
+def _remove_empty(out: Path):
+    "Remove the folders a failed run made in the new folder `out`, as long as they are empty."
+    for d in (out/GATHERED, out/PREVIEW, out):
+        try: d.rmdir()
+        except OSError: pass  # not empty, or not there
 
 # %% ../nbs/17_cutouts.ipynb #622a3ce0
 def _cut_one(name: str, data, segment: Callable, max_side: int, **limits) -> tuple:
@@ -230,11 +250,16 @@ def make_cutouts(
     "Cut the person out of each photo of `photos` into `images/` of `out` as RGBA PNG, refusing photos without one whole person, with a preview sheet of them all."
     check_range(1, min_height=min_height, max_side=max_side); check_range(0, 0.5, soft=soft); check_range(0, 50, feather=feather); check_range(0, 1, max_part=max_part)
     out = Path(out); _check_out(out)
+    sources, new = _photos(photos), not out.exists()  # the photos checked before the model loads
     segment = model or keras_segmenter(preset, weights, person)
-    with dataset_lock(out, 'cutouts', wait):
-        for f in (GATHERED, PREVIEW): (out/f).mkdir(exist_ok=True); remove_temporaries(out/f)
-        report, table, written = _cut_all(iter(iter_sources(photos)), out, segment, progress, max_side=max_side,
-                                          min_height=min_height, soft=soft, feather=feather, max_part=max_part)
-        _finish(out, report, table, written)
+    try:
+        with dataset_lock(out, 'cutouts', wait):
+            for f in (GATHERED, PREVIEW): (out/f).mkdir(exist_ok=True); remove_temporaries(out/f)
+            report, table, written = _cut_all(sources, out, segment, progress, max_side=max_side,
+                                              min_height=min_height, soft=soft, feather=feather, max_part=max_part)
+            _finish(out, report, table, written)
+    except BaseException:
+        if new: _remove_empty(out)
+        raise
     if progress: print(report)
     return report

@@ -7,6 +7,7 @@ from depthseg.backgrounds import prepare_backgrounds
 from depthseg.cli import main
 from depthseg.composites import CompositesJob, Placement, compose, make_composites
 from depthseg.core import read_csv
+import depthseg.cutouts
 from depthseg.cutouts import make_cutouts
 from depthseg.foregrounds import prepare_foregrounds
 from depthseg.samples import sample_dir
@@ -70,3 +71,19 @@ def test_a_tiny_random_deeplab_runs_the_whole_path_from_the_command_line(composi
     assert main(['cutouts', str(some), str(tmp_path/'out3'), '--preset', str(preset), '--person', '30']) == 2
     assert capsys.readouterr().err.strip().endswith('classes 0 to 20, no class 30')
     assert main(['cutouts', str(some), str(tmp_path/'out3')]) == 2  # no model
+
+
+def test_bad_photos_or_model_fail_in_one_line_before_loading_or_writing_anything(composites, tmp_path, capsys, monkeypatch):
+    photos, truth = composites
+    with monkeypatch.context() as m:
+        m.setattr(depthseg.cutouts, 'keras_segmenter', lambda *args: pytest.fail('the model was loaded'))
+        (tmp_path/'empty').mkdir()
+        for where, why in [(tmp_path/'nowhere', 'no such folder or zip file'), (tmp_path/'empty', 'no photos in it')]:
+            assert main(['cutouts', str(where), str(tmp_path/'out'), '--preset', 'deeplab_v3_plus_resnet50_pascalvoc']) == 2
+            assert capsys.readouterr().err == f'depthseg cutouts: error: {where}: {why}\n'
+    for option, value, why in [('--preset', str(tmp_path/'nonexistent'), 'no such preset folder'), ('--weights', str(tmp_path/'no.keras'), 'no such .keras file'),
+                               ('--preset', 'no_such_model', 'not a KerasHub DeepLabV3 preset (Unknown preset identifier)')]:
+        assert main(['cutouts', str(photos), str(tmp_path/'out'), option, value]) == 2
+        assert capsys.readouterr().err == f'depthseg cutouts: error: {value}: {why}\n'
+    with pytest.raises(ValueError, match='the segmenter gave'): make_cutouts(photos, tmp_path/'out', model=lambda photo: np.zeros((2, 2)), progress=False)
+    assert not (tmp_path/'out').exists()
