@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/cutouts.html.md"""
 
 # %% ../nbs/17_cutouts.ipynb #ecee8e2e
 from __future__ import annotations
-import io
+import io, json
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
@@ -17,9 +17,9 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageFilter
 from tqdm.auto import tqdm
 
-from .core import (BadArgument, BadInput, atomic_path, atomic_write, check_range, dataset_lock, decode_image,
+from .core import (BadArgument, BadInput, atomic_path, atomic_write, check_range, dataset_lock, decode_image, file_sha256,
                            iter_sources, optional_import, remove_temporaries, sha256, to_rgb, write_csv)
-from .layout import GATHERED, LOCK, PREVIEW, gathered_file, preview_sheet, rejects_table, sources_table
+from .layout import CUT_STATE, GATHERED, LOCK, PREVIEW, cut_record, gathered_file, preview_sheet, rejects_table, sources_table
 
 # %% auto #0
 __all__ = ['PERSON', 'SOURCE_FIELDS', 'SHEET_ROWS', 'person_alpha', 'parts', 'cut_person', 'keras_segmenter', 'preview',
@@ -162,7 +162,7 @@ class CutoutsReport:
 # %% ../nbs/17_cutouts.ipynb #3e93fd6f
 def _check_out(out: Path):
     "Refuse `out` if it holds a file `make_cutouts` did not write."
-    mine = (GATHERED, PREVIEW, sources_table('cutouts'), rejects_table('cutouts'), LOCK)
+    mine = (GATHERED, PREVIEW, CUT_STATE, sources_table('cutouts'), rejects_table('cutouts'), LOCK)
     if out.exists() and not out.is_dir(): raise BadArgument(f'{out}: not a folder')
     found = [p.name for p in sorted(out.iterdir()) if p.name not in mine] if out.is_dir() else []
     found += [p.name for p in sorted((out/GATHERED).iterdir()) if not p.name.startswith(('cut_', '.'))] if (out/GATHERED).is_dir() else []
@@ -178,7 +178,7 @@ def _photos(photos):
 
 def _remove_empty(out: Path):
     "Remove the folders a failed run made in the new folder `out`, as long as they are empty."
-    for d in (out/GATHERED, out/PREVIEW, out):
+    for d in (out/GATHERED, out/PREVIEW, out/CUT_STATE, out):
         try: d.rmdir()
         except OSError: pass  # not empty, or not there
 
@@ -209,24 +209,43 @@ def _sheet(path: Path, batch: list[tuple]):
             tmp, format='png', dpi=72, metadata={'Software': None})
 
 # %% ../nbs/17_cutouts.ipynb #17584534
+def _cut_sheet(out: Path, i: int, photos: list[tuple], segment: Callable, **kw) -> dict:
+    "Cut `photos` ((name, data) each), writing their cut-outs, then preview sheet `i`, then its record; the record."
+    rows, batch = [], [_cut_one(name, data, segment, **kw) for name, data in photos]
+    for name, h, _, _, cut, box in batch:
+        if cut is None: rows.append(dict(source=name, source_sha256=h, reason=box)); continue
+        atomic_write(out/(f := gathered_file(f'cut_{sha256(name.encode())[:12]}', '.png')), png := _png(cut))  # named by the photo's name
+        rows.append(dict(zip(SOURCE_FIELDS, (f, name, h, box[0], box[1], box[2] - box[0], box[3] - box[1])), sha256=sha256(png)))
+    if sheet := any(r[3] is not None for r in batch): _sheet(out/preview_sheet(i), batch)
+    atomic_write(out/cut_record(i), json.dumps(record := dict(sheet=sheet, rows=rows), sort_keys=True).encode())
+    return record
+
+def _recorded(out: Path, i: int, photos: list[tuple]) -> dict | None:
+    "The record of sheet `i` if an earlier run made it of these same `photos` and its files are intact."
+    try: record = json.loads((out/cut_record(i)).read_text())
+    except (OSError, ValueError): return None
+    same = [(r['source'], r['source_sha256']) for r in record['rows']] == [(n, sha256(d) if isinstance(d, bytes) else '') for n, d in photos]
+    intact = all('file' not in r or (out/r['file']).is_file() and file_sha256(out/r['file']) == r['sha256'] for r in record['rows'])
+    return record if same and intact and (out/preview_sheet(i)).is_file() == record['sheet'] else None
+
+# %% ../nbs/17_cutouts.ipynb #51313c40
 def _cut_all(sources, out: Path, segment: Callable, progress: bool, **kw) -> tuple[CutoutsReport, list[dict], set[Path]]:
-    "Cut the photos `sources` ((name, data) each) a sheet's worth at a time, writing cut-outs and sheets; the report, the table and the files written."
-    report, table, written, sheets = CutoutsReport(out), [], set(), 0
+    "Cut the photos `sources` ((name, data) each) a sheet's worth at a time, skipping sheets recorded by an earlier run; the report, the table and the files kept."
+    report, table, written = CutoutsReport(out), [], set()
     with tqdm(desc='cutouts', unit='photo', disable=not progress) as bar:
-        while batch := [_cut_one(name, data, segment, **kw) for name, data in islice(sources, SHEET_ROWS)]:
-            for name, h, _, _, cut, box in batch:
-                if cut is None: report.refused.append((name, box)); continue
-                written.add(out/(f := gathered_file(f'cut_{len(report.kept):03d}', '.png'))); atomic_write(out/f, _png(cut))
-                report.kept.append((name, f)); table.append(dict(zip(SOURCE_FIELDS, (f, name, h, box[0], box[1], box[2] - box[0], box[3] - box[1]))))
-            if any(r[3] is not None for r in batch):
-                written.add(sheet := out/preview_sheet(sheets)); _sheet(sheet, batch); sheets += 1
-            bar.update(len(batch))
+        for i, photos in enumerate(iter(lambda: list(islice(sources, SHEET_ROWS)), [])):
+            record = _recorded(out, i, photos) or _cut_sheet(out, i, photos, segment, **kw)
+            written |= {out/cut_record(i)} | ({out/preview_sheet(i)} if record['sheet'] else set())
+            for r in record['rows']:
+                if 'reason' in r: report.refused.append((r['source'], r['reason'])); continue
+                written.add(out/r['file']); report.kept.append((r['source'], r['file'])); table.append({k: r[k] for k in SOURCE_FIELDS})
+            bar.update(len(photos))
     return report, table, written
 
 # %% ../nbs/17_cutouts.ipynb #5642b2f8
 def _finish(out: Path, report: CutoutsReport, table: list[dict], written: set[Path]):
     "Remove what an earlier run left in `out` and this one did not write; write the two tables."
-    for p in (p for f in (GATHERED, PREVIEW) for p in (out/f).iterdir()):
+    for p in (p for f in (GATHERED, PREVIEW, CUT_STATE) for p in (out/f).iterdir()):
         if p not in written: p.unlink()
     write_csv(out/sources_table('cutouts'), table, SOURCE_FIELDS)
     write_csv(out/rejects_table('cutouts'), (dict(source=s, reason=why) for s, why in report.refused), ['source', 'reason'])
@@ -234,7 +253,7 @@ def _finish(out: Path, report: CutoutsReport, table: list[dict], written: set[Pa
 # %% ../nbs/17_cutouts.ipynb #e29149c4
 def make_cutouts(
     photos, # folder or .zip of ordinary photos of people (JPEG, PNG, WebP, ...)
-    out, # folder to write: `images/cut_000.png`, ..., `cutouts_sources.csv`, `cutouts_rejects.csv` and the sheets `preview/`
+    out, # folder to write: `images/cut_9a8b7c6d5e4f.png` (named by the photo's name), ..., `cutouts_sources.csv`, `cutouts_rejects.csv` and the sheets `preview/`
     preset:str|None=None, # KerasHub DeepLabV3 preset: a handle ('deeplab_v3_plus_resnet50_pascalvoc', downloaded once) or a local folder in KerasHub's layout
     weights:str|None=None, # or a `.keras` file of a KerasHub DeepLabV3ImageSegmenter
     person:int=PERSON, # the model's class of people (15 in Pascal VOC)
@@ -254,7 +273,7 @@ def make_cutouts(
     segment = model or keras_segmenter(preset, weights, person)
     try:
         with dataset_lock(out, 'cutouts', wait):
-            for f in (GATHERED, PREVIEW): (out/f).mkdir(exist_ok=True); remove_temporaries(out/f)
+            for f in (GATHERED, PREVIEW, CUT_STATE): (out/f).mkdir(exist_ok=True); remove_temporaries(out/f)
             report, table, written = _cut_all(sources, out, segment, progress, max_side=max_side,
                                               min_height=min_height, soft=soft, feather=feather, max_part=max_part)
             _finish(out, report, table, written)
