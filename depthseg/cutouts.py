@@ -222,11 +222,12 @@ def _cut_sheet(out: Path, i: int, photos: list[tuple], segment: Callable, **kw) 
 
 def _recorded(out: Path, i: int, photos: list[tuple]) -> dict | None:
     "The record of sheet `i` if an earlier run made it of these same `photos` and its files are intact."
-    try: record = json.loads((out/cut_record(i)).read_text())
-    except (OSError, ValueError): return None
-    same = [(r['source'], r['source_sha256']) for r in record['rows']] == [(n, sha256(d) if isinstance(d, bytes) else '') for n, d in photos]
-    intact = all('file' not in r or (out/r['file']).is_file() and file_sha256(out/r['file']) == r['sha256'] for r in record['rows'])
-    return record if same and intact and (out/preview_sheet(i)).is_file() == record['sheet'] else None
+    try:
+        record = json.loads((out/cut_record(i)).read_text())
+        same = [(r['source'], r['source_sha256']) for r in record['rows']] == [(n, sha256(d) if isinstance(d, bytes) else '') for n, d in photos]
+        intact = all('file' not in r or (out/r['file']).is_file() and file_sha256(out/r['file']) == r['sha256'] for r in record['rows'])
+        return record if same and intact and (out/preview_sheet(i)).is_file() == record['sheet'] else None
+    except (OSError, ValueError, KeyError, TypeError): return None  # none, or damaged: as good as none
 
 # %% ../nbs/17_cutouts.ipynb #51313c40
 def _cut_all(sources, out: Path, segment: Callable, progress: bool, **kw) -> tuple[CutoutsReport, list[dict], set[Path]]:
