@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/collect.html.md"""
 
 # %% ../nbs/16_collect.ipynb #525e42c2
 from __future__ import annotations
-import csv, io, json
+import csv, io, json, re, urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +16,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .core import (MAX_BYTES, MAX_PIXELS, NEAR_BITS, BadArgument, BadInput, atomic_write, check_range, dataset_lock,
-                           decode_image, file_sha256, hash_distance, is_url, phash, remove_temporaries, sha256, write_csv)
+                           decode_image, file_sha256, hash_distance, phash, remove_temporaries, sha256, write_csv)
 from .layout import GATHER_STATE, GATHERED, LOCK, gathered_file, rejects_table, sources_table
-from .pack import _Failed, _retrying, _transfer
+from .pack import _Failed, _printable, _retrying, _transfer
 
 # %% auto #0
-__all__ = ['EXTENSIONS', 'SOURCE_FIELDS', 'Entry', 'read_url_list', 'fetch_image', 'select', 'url_key', 'image_file',
+__all__ = ['EXTENSIONS', 'SOURCE_FIELDS', 'Entry', 'read_url_list', 'web_url', 'fetch_image', 'select', 'url_key', 'image_file',
            'CollectReport', 'collect']
 
 # %% ../nbs/16_collect.ipynb #c4c75c72
@@ -36,10 +36,15 @@ class Entry(NamedTuple):
 def _csv_entries(text: str) -> list[Entry]:
     "Entries of CSV `text`, whose header names a `url` column (and maybe `licence` or `license`, and `credit`)."
     reader = csv.reader(io.StringIO(text))
-    head = [h.strip().lower() for h in next(reader)]
+    rows = [(reader.line_num, row) for row in reader if any(v.strip() for v in row)]
+    head = [h.strip().lower() for h in rows[0][1]]
     cols = [next((head.index(n) for n in names if n in head), None) for names in (('url',), ('licence', 'license'), ('credit',))]
     get = lambda row, i: row[i].strip() if i is not None and i < len(row) else ''
-    return [Entry(reader.line_num, *(get(row, i) for i in cols)) for row in reader if any(v.strip() for v in row)]
+    return [Entry(n, *(get(row, i) for i in cols)) for n, row in rows[1:]]
+
+def _redacted(url: str) -> str:
+    "`url` with the user name and password it may hold replaced by `***`, so that neither is written or shown."
+    return re.sub(r'^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@', r'\1***@', url)
 
 # %% ../nbs/16_collect.ipynb #bcabcdae
 def read_url_list(path) -> list[Entry]:
@@ -49,9 +54,10 @@ def read_url_list(path) -> list[Entry]:
     if (size := path.stat().st_size) > MAX_BYTES: raise BadInput(path, f'{size:,} bytes: too large for a list of URLs')
     try: text = path.read_bytes().decode('utf-8-sig')
     except UnicodeDecodeError as e: raise BadInput(path, f'not UTF-8 text (byte {e.start}): save the list as UTF-8') from None
-    lines = [(n, l.strip()) for n, l in enumerate(text.splitlines(), 1) if l.strip() and not l.lstrip().startswith('#')]
-    if lines and 'url' in [h.strip().lower() for h in next(csv.reader([lines[0][1]]))]: return _csv_entries(text)
-    return [Entry(n, l) for n, l in lines]
+    text = '\n'.join('' if l.lstrip().startswith('#') else l for l in text.splitlines())  # comments blanked: line numbers kept
+    lines = [(n, l.strip()) for n, l in enumerate(text.splitlines(), 1) if l.strip()]
+    csv_list = lines and 'url' in [h.strip().lower() for h in next(csv.reader([lines[0][1]]))]
+    return [e._replace(url=_redacted(e.url)) for e in (_csv_entries(text) if csv_list else [Entry(n, l) for n, l in lines])]
 
 # %% ../nbs/16_collect.ipynb #4453b9f1
 EXTENSIONS = {'JPEG': '.jpg', 'PNG': '.png', 'WEBP': '.webp', 'GIF': '.gif', 'BMP': '.bmp', 'TIFF': '.tif'}
@@ -63,18 +69,29 @@ def _passing(e: _Failed) -> bool:
     "Might the failure `e` pass by itself: a connection that failed, or a busy server?"
     return e.kind == 'unreachable' or e.reason.startswith(('HTTP 429 ', 'HTTP 5'))
 
+# %% ../nbs/16_collect.ipynb #4de87ebf
+def web_url(url: str) -> tuple[str, str | None]:
+    "`url` as a browser requests it (scheme in lower case; spaces, non-ASCII and control characters of path and query percent-encoded), and why it is refused, if it is."
+    try: p = urllib.parse.urlsplit(url)
+    except ValueError as e: return url, f'malformed URL ({e})'
+    if p.scheme.lower() not in ('http', 'https') or not p.netloc: return url, 'not an http(s) URL'
+    if '@' in p.netloc: return url, 'a user name or password in the URL (not sent, and replaced by ***): give a public URL'
+    quote = lambda s: urllib.parse.quote(s, safe="/%:@!$&'()*+,;=?~")
+    return urllib.parse.urlunsplit((p.scheme.lower(), p.netloc, quote(p.path), quote(p.query), '')), None
+
 # %% ../nbs/16_collect.ipynb #a8ffa416
 def fetch_image(url: str, max_bytes: int = 20_000_000, timeout: float = 30, min_side: int = 224,
-                max_pixels: int = MAX_PIXELS) -> tuple[dict, bytes | None]:
+                max_pixels: int = MAX_PIXELS, deadline: float = 120) -> tuple[dict, bytes | None]:
     "Download `url` and check it is a usable image: its record, and its bytes if it is."
-    if not is_url(url): return _refused(url, 'not an http(s) URL')
+    web, why = web_url(url)
+    if why: return _refused(url, why)
     buf = io.BytesIO()
     try:
-        _retrying(url, 'the image', lambda: _transfer(url, buf, max_bytes, 'the image', timeout=timeout))
+        _retrying(web, 'the image', lambda: _transfer(web, buf, max_bytes, 'the image', timeout=timeout, deadline=deadline))
         im = decode_image(data := buf.getvalue(), url, min_side, max_pixels)
-    except _Failed as e: return _refused(url, e.reason, _passing(e))
+    except _Failed as e: return _refused(url, e.reason.replace(web, 'the server'), _passing(e))
     except BadInput as e: return _refused(url, e.reason)
-    except (ValueError, OSError) as e: return _refused(url, f'cannot fetch ({e})')  # a malformed URL, a redirect to ftp:, ...
+    except (ValueError, OSError) as e: return _refused(url, f'cannot fetch ({_printable(e)})')  # a host name that is not ASCII, ...
     if (fmt := Image.open(io.BytesIO(data)).format) not in EXTENSIONS: return _refused(url, f'{fmt} image: save it as JPEG, PNG or WebP')
     return dict(url=url, sha256=sha256(data), phash=phash(im), width=im.width, height=im.height,
                 bytes=len(data), ext=EXTENSIONS[fmt]), data
@@ -162,9 +179,9 @@ def _write_tables(out: Path, kept: list[Entry], refused: list[tuple[Entry, str]]
     listed = {url_key(e.url) for e in kept} | {url_key(e.url) for e, _ in refused}
     for p in (out/GATHER_STATE).glob('*.json'):
         if p.stem not in listed: p.unlink()  # a URL no longer on the list
-    rows = [dict(records[e.url], file=image_file(e.url, records[e.url]), **e._asdict()) for e in kept]
+    rows = [dict(records[e.url], file=image_file(e.url, records[e.url]), **e._replace(url=_printable(e.url, 10_000))._asdict()) for e in kept]
     write_csv(out/sources_table('collect'), ({k: r[k] for k in SOURCE_FIELDS} for r in rows), SOURCE_FIELDS)
-    write_csv(out/rejects_table('collect'), (dict(line=e.line, url=e.url, reason=why) for e, why in refused), ['line', 'url', 'reason'])
+    write_csv(out/rejects_table('collect'), (dict(line=e.line, url=_printable(e.url), reason=_printable(why)) for e, why in refused), ['line', 'url', 'reason'])
 
 # %% ../nbs/16_collect.ipynb #547a0d8a
 @dataclass
@@ -178,8 +195,11 @@ class CollectReport:
     def ok(self) -> bool: return bool(self.kept)
     def __str__(self):
         head = f'collect: {len(self.kept)} images kept in {self.out/GATHERED}, {len(self.refused)} refused'
-        head += f' (listed in {self.out/rejects_table("collect")})' if self.refused else ''
-        return '\n'.join([f'{head}; {self.downloaded} URLs requested by this run'] + [f'  line {e.line} {e.url}: {why}' for e, why in self.refused])
+        head += f' (each with why in {self.out/rejects_table("collect")})' if self.refused else ''
+        alike = {}  # refusals by reason, numbers aside: one line each, with the first URL refused for it
+        for e, why in self.refused: alike.setdefault(re.sub(r'\d+', 'N', why), []).append((e, why))
+        return '\n'.join([f'{head}; {self.downloaded} URLs requested by this run'] + [
+            f'  {len(g)} x {_printable(g[0][1])}, e.g. line {g[0][0].line} {_printable(g[0][0].url, 100)}' for g in alike.values()])
 
 # %% ../nbs/16_collect.ipynb #49f80714
 def collect(
@@ -192,17 +212,18 @@ def collect(
     max_pixels:int=MAX_PIXELS, # refuse images with more pixels than this (decompression bombs)
     near_bits:int=NEAR_BITS, # images whose perceptual hashes differ in at most this many of 64 bits are near-duplicates: all but the first refused
     wait:bool=False, # wait for another run on this folder to finish instead of stopping
+    deadline:float=120, # seconds a whole download may take: a slower server is given up on (and asked again by a later run)
     progress:bool=True, # show a progress bar and a summary
 ) -> CollectReport:
     "Download the images listed in `urls` into `images/` of `out`, each picture once; list them with their licence and credit, and every URL refused with why."
     check_range(1, 256, workers=workers); check_range(1, max_bytes=max_bytes, min_side=min_side, max_pixels=max_pixels)
-    check_range(0.01, 3600, timeout=timeout); check_range(0, 64, near_bits=near_bits)
+    check_range(0.01, 3600, timeout=timeout); check_range(0.01, 86400, deadline=deadline); check_range(0, 64, near_bits=near_bits)
     entries, out = read_url_list(urls), Path(out)
     _check_out(out)
     with dataset_lock(out, 'collect', wait):
         for f in (GATHERED, GATHER_STATE): (out/f).mkdir(exist_ok=True); remove_temporaries(out/f)
         records = _load_records(out/GATHER_STATE)
-        limits = dict(timeout=timeout, max_bytes=max_bytes, min_side=min_side, max_pixels=max_pixels)
+        limits = dict(timeout=timeout, deadline=deadline, max_bytes=max_bytes, min_side=min_side, max_pixels=max_pixels)
         n = _fetch_missing(out, entries, records, near_bits, lambda urls: _download(out, urls, workers, progress, **limits))
         report = CollectReport(out, *select(entries, records, near_bits), downloaded=n)
         _write_tables(out, report.kept, report.refused, records)

@@ -295,7 +295,7 @@ def check_range(low, high=None, **values):
 
 def is_url(text) -> bool:
     "Is `text` an http(s) URL (something to download), rather than a path?"
-    return str(text).startswith(('http://', 'https://'))
+    return str(text).lower().startswith(('http://', 'https://'))
 
 def optional_import(module: str, extra: str):
     "Module `module`, which depthseg's optional dependencies `extra` install, or an `ImportError` giving the line that installs it."

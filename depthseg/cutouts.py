@@ -6,9 +6,9 @@ Docs: https://depthseg.github.io/depthseg/cutouts.html.md"""
 
 # %% ../nbs/17_cutouts.ipynb #ecee8e2e
 from __future__ import annotations
-import io
+import io, json
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Callable
 
@@ -17,9 +17,9 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageFilter
 from tqdm.auto import tqdm
 
-from .core import (BadArgument, BadInput, atomic_path, atomic_write, check_range, dataset_lock, decode_image,
+from .core import (BadArgument, BadInput, atomic_path, atomic_write, check_range, dataset_lock, decode_image, file_sha256,
                            iter_sources, optional_import, remove_temporaries, sha256, to_rgb, write_csv)
-from .layout import GATHERED, LOCK, PREVIEW, gathered_file, preview_sheet, rejects_table, sources_table
+from .layout import CUT_STATE, GATHERED, LOCK, PREVIEW, cut_record, gathered_file, preview_sheet, rejects_table, sources_table
 
 # %% auto #0
 __all__ = ['PERSON', 'SOURCE_FIELDS', 'SHEET_ROWS', 'person_alpha', 'parts', 'cut_person', 'keras_segmenter', 'preview',
@@ -99,9 +99,15 @@ def _load_segmenter(preset, weights):
     "The KerasHub DeepLabV3 segmenter of `preset` or of `.keras` file `weights`."
     if (preset is None) == (weights is None): raise BadArgument('give a KerasHub preset (--preset) or a .keras file (--weights): one of them')
     keras_hub = optional_import('keras_hub', 'hub')  # and it registers the classes a .keras file refers to
-    if preset: return keras_hub.models.DeepLabV3ImageSegmenter.from_preset(str(preset))
-    import keras
-    return keras.saving.load_model(weights, compile=False)  # to predict only
+    if weights: import keras; return keras.saving.load_model(_existing(weights, 'no such .keras file'), compile=False)  # to predict only
+    if '://' not in (preset := str(preset)) and ('/' in preset or preset.startswith('.')): _existing(preset, 'no such preset folder')
+    try: return keras_hub.models.DeepLabV3ImageSegmenter.from_preset(preset)
+    except ValueError as e: raise BadArgument(f"{preset}: not a KerasHub DeepLabV3 preset ({str(e).split('.')[0].strip()})") from None
+
+def _existing(path, why: str):
+    "`path`, if something is there; `BadArgument` saying `why` if not."
+    if not Path(path).exists(): raise BadArgument(f'{path}: {why}')
+    return path
 
 # %% ../nbs/17_cutouts.ipynb #ff4298d9
 def keras_segmenter(preset: str | None = None, weights=None, person: int = PERSON) -> Callable[[Image.Image], np.ndarray]:
@@ -156,11 +162,25 @@ class CutoutsReport:
 # %% ../nbs/17_cutouts.ipynb #3e93fd6f
 def _check_out(out: Path):
     "Refuse `out` if it holds a file `make_cutouts` did not write."
-    mine = (GATHERED, PREVIEW, sources_table('cutouts'), rejects_table('cutouts'), LOCK)
+    mine = (GATHERED, PREVIEW, CUT_STATE, sources_table('cutouts'), rejects_table('cutouts'), LOCK)
     if out.exists() and not out.is_dir(): raise BadArgument(f'{out}: not a folder')
     found = [p.name for p in sorted(out.iterdir()) if p.name not in mine] if out.is_dir() else []
     found += [p.name for p in sorted((out/GATHERED).iterdir()) if not p.name.startswith(('cut_', '.'))] if (out/GATHERED).is_dir() else []
     if found: raise BadArgument(f'{out}: holds {found[0]!r}, which cutouts did not write; write the cut-outs into an empty or new folder')
+
+# %% ../nbs/17_cutouts.ipynb #0f34848d
+def _photos(photos):
+    "The photos of folder or zip `photos`, `(name, data)` each, read as they are needed; `BadArgument` now if there are none."
+    try: first = next(it := iter(iter_sources(photos)), None)
+    except FileNotFoundError as e: raise BadArgument(str(e)) from None
+    if first is None: raise BadArgument(f'{photos}: no photos in it')
+    return chain([first], it)
+
+def _remove_empty(out: Path):
+    "Remove the folders a failed run made in the new folder `out`, as long as they are empty."
+    for d in (out/GATHERED, out/PREVIEW, out/CUT_STATE, out):
+        try: d.rmdir()
+        except OSError: pass  # not empty, or not there
 
 # %% ../nbs/17_cutouts.ipynb #622a3ce0
 def _cut_one(name: str, data, segment: Callable, max_side: int, **limits) -> tuple:
@@ -189,24 +209,44 @@ def _sheet(path: Path, batch: list[tuple]):
             tmp, format='png', dpi=72, metadata={'Software': None})
 
 # %% ../nbs/17_cutouts.ipynb #17584534
+def _cut_sheet(out: Path, i: int, photos: list[tuple], segment: Callable, **kw) -> dict:
+    "Cut `photos` ((name, data) each), writing their cut-outs, then preview sheet `i`, then its record; the record."
+    rows, batch = [], [_cut_one(name, data, segment, **kw) for name, data in photos]
+    for name, h, _, _, cut, box in batch:
+        if cut is None: rows.append(dict(source=name, source_sha256=h, reason=box)); continue
+        atomic_write(out/(f := gathered_file(f'cut_{sha256(name.encode())[:12]}', '.png')), png := _png(cut))  # named by the photo's name
+        rows.append(dict(zip(SOURCE_FIELDS, (f, name, h, box[0], box[1], box[2] - box[0], box[3] - box[1])), sha256=sha256(png)))
+    if sheet := any(r[3] is not None for r in batch): _sheet(out/preview_sheet(i), batch)
+    atomic_write(out/cut_record(i), json.dumps(record := dict(sheet=sheet, rows=rows), sort_keys=True).encode())
+    return record
+
+def _recorded(out: Path, i: int, photos: list[tuple]) -> dict | None:
+    "The record of sheet `i` if an earlier run made it of these same `photos` and its files are intact."
+    try:
+        record = json.loads((out/cut_record(i)).read_text())
+        same = [(r['source'], r['source_sha256']) for r in record['rows']] == [(n, sha256(d) if isinstance(d, bytes) else '') for n, d in photos]
+        intact = all('file' not in r or (out/r['file']).is_file() and file_sha256(out/r['file']) == r['sha256'] for r in record['rows'])
+        return record if same and intact and (out/preview_sheet(i)).is_file() == record['sheet'] else None
+    except (OSError, ValueError, KeyError, TypeError): return None  # none, or damaged: as good as none
+
+# %% ../nbs/17_cutouts.ipynb #51313c40
 def _cut_all(sources, out: Path, segment: Callable, progress: bool, **kw) -> tuple[CutoutsReport, list[dict], set[Path]]:
-    "Cut the photos `sources` ((name, data) each) a sheet's worth at a time, writing cut-outs and sheets; the report, the table and the files written."
-    report, table, written, sheets = CutoutsReport(out), [], set(), 0
+    "Cut the photos `sources` ((name, data) each) a sheet's worth at a time, skipping sheets recorded by an earlier run; the report, the table and the files kept."
+    report, table, written = CutoutsReport(out), [], set()
     with tqdm(desc='cutouts', unit='photo', disable=not progress) as bar:
-        while batch := [_cut_one(name, data, segment, **kw) for name, data in islice(sources, SHEET_ROWS)]:
-            for name, h, _, _, cut, box in batch:
-                if cut is None: report.refused.append((name, box)); continue
-                written.add(out/(f := gathered_file(f'cut_{len(report.kept):03d}', '.png'))); atomic_write(out/f, _png(cut))
-                report.kept.append((name, f)); table.append(dict(zip(SOURCE_FIELDS, (f, name, h, box[0], box[1], box[2] - box[0], box[3] - box[1]))))
-            if any(r[3] is not None for r in batch):
-                written.add(sheet := out/preview_sheet(sheets)); _sheet(sheet, batch); sheets += 1
-            bar.update(len(batch))
+        for i, photos in enumerate(iter(lambda: list(islice(sources, SHEET_ROWS)), [])):
+            record = _recorded(out, i, photos) or _cut_sheet(out, i, photos, segment, **kw)
+            written |= {out/cut_record(i)} | ({out/preview_sheet(i)} if record['sheet'] else set())
+            for r in record['rows']:
+                if 'reason' in r: report.refused.append((r['source'], r['reason'])); continue
+                written.add(out/r['file']); report.kept.append((r['source'], r['file'])); table.append({k: r[k] for k in SOURCE_FIELDS})
+            bar.update(len(photos))
     return report, table, written
 
 # %% ../nbs/17_cutouts.ipynb #5642b2f8
 def _finish(out: Path, report: CutoutsReport, table: list[dict], written: set[Path]):
     "Remove what an earlier run left in `out` and this one did not write; write the two tables."
-    for p in (p for f in (GATHERED, PREVIEW) for p in (out/f).iterdir()):
+    for p in (p for f in (GATHERED, PREVIEW, CUT_STATE) for p in (out/f).iterdir()):
         if p not in written: p.unlink()
     write_csv(out/sources_table('cutouts'), table, SOURCE_FIELDS)
     write_csv(out/rejects_table('cutouts'), (dict(source=s, reason=why) for s, why in report.refused), ['source', 'reason'])
@@ -214,7 +254,7 @@ def _finish(out: Path, report: CutoutsReport, table: list[dict], written: set[Pa
 # %% ../nbs/17_cutouts.ipynb #e29149c4
 def make_cutouts(
     photos, # folder or .zip of ordinary photos of people (JPEG, PNG, WebP, ...)
-    out, # folder to write: `images/cut_000.png`, ..., `cutouts_sources.csv`, `cutouts_rejects.csv` and the sheets `preview/`
+    out, # folder to write: `images/cut_9a8b7c6d5e4f.png` (named by the photo's name), ..., `cutouts_sources.csv`, `cutouts_rejects.csv` and the sheets `preview/`
     preset:str|None=None, # KerasHub DeepLabV3 preset: a handle ('deeplab_v3_plus_resnet50_pascalvoc', downloaded once) or a local folder in KerasHub's layout
     weights:str|None=None, # or a `.keras` file of a KerasHub DeepLabV3ImageSegmenter
     person:int=PERSON, # the model's class of people (15 in Pascal VOC)
@@ -230,11 +270,16 @@ def make_cutouts(
     "Cut the person out of each photo of `photos` into `images/` of `out` as RGBA PNG, refusing photos without one whole person, with a preview sheet of them all."
     check_range(1, min_height=min_height, max_side=max_side); check_range(0, 0.5, soft=soft); check_range(0, 50, feather=feather); check_range(0, 1, max_part=max_part)
     out = Path(out); _check_out(out)
+    sources, new = _photos(photos), not out.exists()  # the photos checked before the model loads
     segment = model or keras_segmenter(preset, weights, person)
-    with dataset_lock(out, 'cutouts', wait):
-        for f in (GATHERED, PREVIEW): (out/f).mkdir(exist_ok=True); remove_temporaries(out/f)
-        report, table, written = _cut_all(iter(iter_sources(photos)), out, segment, progress, max_side=max_side,
-                                          min_height=min_height, soft=soft, feather=feather, max_part=max_part)
-        _finish(out, report, table, written)
+    try:
+        with dataset_lock(out, 'cutouts', wait):
+            for f in (GATHERED, PREVIEW, CUT_STATE): (out/f).mkdir(exist_ok=True); remove_temporaries(out/f)
+            report, table, written = _cut_all(sources, out, segment, progress, max_side=max_side,
+                                              min_height=min_height, soft=soft, feather=feather, max_part=max_part)
+            _finish(out, report, table, written)
+    except BaseException:
+        if new: _remove_empty(out)
+        raise
     if progress: print(report)
     return report

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 # %% auto #0
-__all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'GATHERED', 'GATHER_STATE', 'PREVIEW', 'COMPOSITES', 'MASKS', 'DEPTH', 'DEPTH16',
-           'MANIFEST', 'MANIFEST_FIELDS', 'COMPOSITES_RECORD', 'DEPTH_RECORD', 'FLOOR_FIELDS', 'STAGE_STATS',
-           'DEPTH_QUALITY', 'BG_DEPTH', 'BG_FLOOR', 'GEOMETRY_RECORD', 'FG_HEIGHTS', 'CARD_JSON', 'CARD_MD', 'CARD',
-           'CARD_PICTURES', 'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES',
-           'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids', 'id_number', 'source_file',
-           'bg_file', 'fg_files', 'sources_table', 'rejects_table', 'gathered_file', 'preview_sheet', 'composite_id',
-           'composite_files', 'composite_bg', 'depth_files', 'geometry_files', 'ImageSet', 'pull_state', 'shard_name',
-           'tfrecord_name', 'Stage', 'made_after', 'made_from', 'escapes', 'name_problem', 'row_problem',
-           'folder_table']
+__all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'GATHERED', 'GATHER_STATE', 'PREVIEW', 'CUT_STATE', 'COMPOSITES', 'MASKS',
+           'DEPTH', 'DEPTH16', 'MANIFEST', 'MANIFEST_FIELDS', 'COMPOSITES_RECORD', 'DEPTH_RECORD', 'FLOOR_FIELDS',
+           'STAGE_STATS', 'DEPTH_QUALITY', 'BG_DEPTH', 'BG_FLOOR', 'GEOMETRY_RECORD', 'FG_HEIGHTS', 'CARD_JSON',
+           'CARD_MD', 'CARD', 'CARD_PICTURES', 'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE',
+           'TABLES', 'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids', 'id_number',
+           'source_file', 'bg_file', 'fg_files', 'sources_table', 'rejects_table', 'gathered_file', 'preview_sheet',
+           'cut_record', 'composite_id', 'composite_files', 'composite_bg', 'depth_files', 'geometry_files', 'ImageSet',
+           'pull_state', 'shard_name', 'tfrecord_name', 'Stage', 'made_after', 'made_from', 'escapes', 'name_problem',
+           'row_problem', 'folder_table']
 
 # %% ../nbs/00_layout.ipynb #1126ea09
 BG, FG, FG_MASK = 'bg', 'fg', 'fg_mask'  # folders (and id prefixes) of backgrounds, foregrounds and their masks
@@ -56,15 +56,19 @@ def rejects_table(kind: str) -> str:
     return f'{kind}_rejects.csv'
 
 # %% ../nbs/00_layout.ipynb #4b7b9e58
-GATHERED, GATHER_STATE, PREVIEW = 'images', '.collect', 'preview'  # kept images; what each URL gave; preview sheets
+GATHERED, GATHER_STATE, PREVIEW, CUT_STATE = 'images', '.collect', 'preview', '.cutouts'  # kept images; what each URL gave; preview sheets; what cutouts made of each sheet's photos
 
 def gathered_file(stem: str, ext: str) -> str:
-    "Path of kept image `stem` (`web_1f2e3d4c5b6a`, `cut_007`) with extension `ext` in the output folder of `collect` or `cutouts`."
+    "Path of kept image `stem` (`web_1f2e3d4c5b6a`, `cut_9a8b7c6d5e4f`) with extension `ext` in the output folder of `collect` or `cutouts`."
     return f'{GATHERED}/{stem}{ext}'
 
 def preview_sheet(i: int) -> str:
     "Path of preview sheet `i` of `cutouts`."
     return f'{PREVIEW}/sheet_{i:03d}.png'
+
+def cut_record(i: int) -> str:
+    "Path of the record of what `cutouts` made of the photos of preview sheet `i`: a rerun skips them."
+    return f'{CUT_STATE}/sheet_{i:03d}.json'
 
 # %% ../nbs/00_layout.ipynb #e62e5900
 COMPOSITES, MASKS = 'bgfg', 'bgfg_mask'  # composites (JPEG) and their masks (PNG)

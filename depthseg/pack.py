@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/pack.html.md"""
 
 # %% ../nbs/11_pack.ipynb #6ac19b4a
 from __future__ import annotations
-import hashlib, http.client, io, json, os, re, shutil, sys, tarfile, time, urllib.error, urllib.request
+import hashlib, http.client, io, json, os, re, shutil, sys, tarfile, time, urllib.error, urllib.parse, urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +110,11 @@ def _shown(value, width: int = 60) -> str:
     "`repr(value)`, cut to `width` characters: an untrusted value in a one-line message."
     r = repr(value)
     return r if len(r) <= width else r[:width - 3] + '...'
+
+def _printable(text, width: int = 200) -> str:
+    "`text` with control, format (bidi) and other unprintable characters escaped, cut to `width` characters: an untrusted URL for a terminal or a table."
+    s = ''.join(c if c.isprintable() else c.encode('unicode_escape').decode() for c in str(text))
+    return s if len(s) <= width else s[:width - 3] + '...'
 
 # %% ../nbs/11_pack.ipynb #9d980a5b
 def _file_problem(shard: str, f, size, files: set) -> str | None:
@@ -250,16 +255,29 @@ def _is_web_page(head: bytes) -> bool:
     "Does `head`, the start of a download, open an HTML page rather than a shard?"
     return head.lstrip()[:15].lower().startswith((b'<!doctype html', b'<html'))
 
+# %% ../nbs/11_pack.ipynb #658f0e09
+class _WebOnly(urllib.request.HTTPRedirectHandler):
+    "Follows a redirect only to an http(s) URL: `_Failed` for any other scheme (`ftp:`, `file:`), before opening it."
+    def http_error_302(self, req, fp, code, msg, headers):
+        to = urllib.parse.urljoin(req.full_url, headers.get('Location') or headers.get('URI') or '')
+        if urllib.parse.urlsplit(to).scheme.lower() not in ('http', 'https'):
+            fp.close(); raise _Failed(f'redirected to a non-http(s) URL {_printable(to)}', 'damaged')
+        return super().http_error_302(req, fp, code, msg, headers)
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+_open = urllib.request.build_opener(_WebOnly).open
+
 # %% ../nbs/11_pack.ipynb #de3852fe
-def _transfer(url: str, f, limit: int, what: str, bar=None, timeout: float | None = None) -> int:
-    "Append to file `f` what `url` holds past `f`'s end (all of it if the server ignores ranges); `_Failed` past `limit` bytes or for a web page. Return `f`'s size. Each read waits `timeout` seconds at most (default `TIMEOUT`)."
-    have = f.seek(0, 2)
-    with urllib.request.urlopen(urllib.request.Request(url, headers={'Range': f'bytes={have}-'} if have else {}), timeout=timeout or TIMEOUT) as r:
+def _transfer(url: str, f, limit: int, what: str, bar=None, timeout: float | None = None, deadline: float | None = None) -> int:
+    "Append to file `f` what `url` holds past `f`'s end (all of it if the server ignores ranges); `_Failed` past `limit` bytes, for a web page, or past `deadline` seconds. Return `f`'s size. Each read waits `timeout` seconds at most (default `TIMEOUT`)."
+    have, end = f.seek(0, 2), deadline and time.monotonic() + deadline
+    with _open(urllib.request.Request(url, headers={'Range': f'bytes={have}-'} if have else {}), timeout=timeout or TIMEOUT) as r:
         if have and r.status != 206: have = f.seek(0); f.truncate()  # no ranges here: start over
         if have and not r.headers.get('Content-Range', '').startswith(f'bytes {have}-'): raise _Failed(f'the server sent the wrong part of {what}', 'damaged')
-        while chunk := r.read(min(2**20, limit - have + 1)):
+        while chunk := r.read1(min(2**20, limit - have + 1)):
             if not have and _is_web_page(chunk): raise _Failed(f'the server returned a web page, not {what} (Drive does for a quota or virus-scan notice)', 'damaged')
             if have + len(chunk) > limit: raise _Failed(f'the server sent more than the {limit:,} bytes expected of {what}', 'damaged')
+            if end and time.monotonic() > end: raise _Failed(f'{what} took over {deadline:g} s to download (a slow server)', 'unreachable')
             f.write(chunk); have += len(chunk)
             if bar: bar.update(len(chunk))
     return have

@@ -1,4 +1,4 @@
-import os, shutil, signal, subprocess, time
+import os, shutil, signal, socket, subprocess, threading, time
 from pathlib import Path
 
 import pytest
@@ -31,3 +31,21 @@ def kill_when(cmd: list, ready, timeout: float = 120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None and not ready(): time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+
+
+@pytest.fixture
+def ftp_listener():
+    "An FTP-like listener on 127.0.0.1: its port, and the bytes each client that connected sent (none, if no client came)."
+    srv, heard = socket.create_server(('127.0.0.1', 0)), []
+    srv.settimeout(0.1)
+    def serve():
+        while srv.fileno() != -1:
+            try: conn, _ = srv.accept()
+            except OSError: continue
+            with conn:
+                conn.settimeout(1); conn.sendall(b'220 ready\r\n')
+                try: heard.append(conn.recv(1024))
+                except OSError: heard.append(b'')
+    threading.Thread(target=serve, daemon=True).start()
+    yield srv.getsockname()[1], heard
+    srv.close()

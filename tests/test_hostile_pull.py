@@ -49,12 +49,13 @@ def tree(root: Path, skip: Path | None = None) -> dict[str, str]:
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    "Files of `server.root` (or `server.bodies[name]`), with ranges; `server.status[name]` an error instead; `server.drop` names cut once halfway; `server.delay` seconds per 16 KiB."
+    "Files of `server.root` (or `server.bodies[name]`), with ranges; `server.status[name]` an error instead; `server.moved[name]` a redirect; `server.drop` names cut once halfway; `server.delay` seconds per 16 KiB."
     def log_message(self, *args): pass
 
     def do_GET(self):
         srv, name = self.server, self.path.lstrip('/')
         if name in srv.status: return self.send_error(srv.status[name])
+        if name in srv.moved: self.send_response(302); self.send_header('Location', srv.moved[name]); self.end_headers(); return
         body = srv.bodies.get(name) or ((srv.root/name).read_bytes() if (srv.root/name).is_file() else None)
         if body is None: return self.send_error(404)
         start = int(self.headers['Range'].split('=')[1].split('-')[0]) if self.headers.get('Range') else 0
@@ -73,7 +74,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def web(tmp_path):
     "A server on 127.0.0.1 and its URL."
     srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    srv.root, srv.bodies, srv.status, srv.drop, srv.delay, srv.served = tmp_path/'www', {}, {}, set(), 0, Counter()
+    srv.root, srv.bodies, srv.status, srv.moved, srv.drop, srv.delay, srv.served = tmp_path/'www', {}, {}, {}, set(), 0, Counter()
     srv.root.mkdir(); srv.handle_error = lambda request, address: None  # a client that hangs up is no error here
     threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
     yield srv, f'http://127.0.0.1:{srv.server_port}'
@@ -224,6 +225,16 @@ def test_http_errors_are_named_per_shard(tmp_path, web):
     srv.status = {}
     assert pull(url, tmp_path/'dest', progress=False).ok and tree(tmp_path/'dest') == tree(pull_clean(srv.root, tmp_path))
     with pytest.raises(BadInput, match=f'^{url}/nothing/{SHARD_INDEX}: 404 for the shard index$'): pull(f'{url}/nothing', tmp_path/'d2', progress=False)
+
+
+def test_a_redirect_to_another_scheme_is_refused_unopened(tmp_path, web, ftp_listener):
+    (srv, url), (port, heard) = web, ftp_listener
+    make_shards(srv.root)
+    srv.moved = {'set-00001.tar': f'ftp://127.0.0.1:{port}/set-00001.tar', 'elsewhere/' + SHARD_INDEX: 'file:///etc/passwd'}
+    assert pull(url, tmp_path/'dest', progress=False).damaged == {'set-00001.tar': f'redirected to a non-http(s) URL ftp://127.0.0.1:{port}/set-00001.tar'}
+    with pytest.raises(BadInput, match=f'^{url}/elsewhere/{SHARD_INDEX}: redirected to a non-http\\(s\\) URL file:///etc/passwd$'):
+        pull(f'{url}/elsewhere', tmp_path/'d2', progress=False)
+    time.sleep(0.3); assert heard == []  # nobody connected to the FTP port
 
 
 def pull_clean(source, tmp_path) -> Path:
