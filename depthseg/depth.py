@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .backgrounds import CROPS, square
 from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, is_url, optional_import
-from .floor import layered_depth, read_scene
+from .floor import foot_point, layered_depth, read_scene
 from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_QUALITY, DEPTH_RECORD, GEOMETRY_RECORD, MANIFEST, bg_file, composite_bg,
                              depth_files, name_problem, sources_table)
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
@@ -34,11 +34,10 @@ __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMA
            'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'FOOT_GAP', 'QUALITY_FIELDS',
            'QUALITY_RANGES', 'FLIP_AVERAGED', 'gpu_summary', 'densedepth_model', 'load_densedepth', 'fetch_weights',
            'DepthBackend', 'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend', 'preset_sha256',
-           'foot_point', 'ExactBackend', 'scene_depth', 'exact_backend', 'LayeredBackend', 'layered_backend',
-           'align_disparity', 'Resolution', 'DepthSpec', 'depth_backend', 'quantize', 'encode_maps', 'foot_flag',
-           'composite_quality', 'checked_quality', 'read_quality', 'write_quality', 'read_quality_table',
-           'quality_summary', 'quality_line', 'depth_record', 'calibration_rows', 'plan_depth', 'composite_pixels',
-           'label_batch', 'make_depth']
+           'ExactBackend', 'scene_depth', 'exact_backend', 'LayeredBackend', 'layered_backend', 'align_disparity',
+           'Resolution', 'DepthSpec', 'depth_backend', 'quantize', 'encode_maps', 'foot_flag', 'composite_quality',
+           'checked_quality', 'read_quality', 'write_quality', 'read_quality_table', 'quality_summary', 'quality_line',
+           'depth_record', 'calibration_rows', 'plan_depth', 'composite_pixels', 'label_batch', 'make_depth']
 
 # %% ../nbs/09_depth.ipynb #d08c11e5
 def gpu_summary() -> str:
@@ -267,13 +266,6 @@ def _folder_sha256(folder: Path) -> str:
     files = sorted(p for p in folder.rglob('*') if p.is_file())
     return hashlib.sha256(''.join(f'{p.relative_to(folder).as_posix()} {file_sha256(p)}\n' for p in files).encode()).hexdigest()
 
-# %% ../nbs/09_depth.ipynb #1daa62a6
-def foot_point(mask: np.ndarray) -> tuple[int, int] | None:
-    "(row, column) where the cut-out of boolean `mask` stands: the middle of its lowest row; None for an empty mask."
-    if not mask.any(): return None
-    ys, xs = np.nonzero(mask); foot = ys.max()
-    return int(foot), int(round(xs[ys == foot].mean()))
-
 # %% ../nbs/09_depth.ipynb #5970d6b1
 @dataclass
 class ExactBackend(DepthBackend):
@@ -288,7 +280,7 @@ class ExactBackend(DepthBackend):
             depth = self.scenes[key].copy()
             if 'mask' in r:  # a composite, not a bare background
                 mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
-                if foot := foot_point(mask): depth[mask] = depth[foot]
+                if foot := foot_point(mask): depth[mask] = depth[foot[1], foot[0]]
             out.append(np.clip(depth / self.far_limit, 0, 1)[..., None])
         return np.stack(out).astype(np.float32)
 
@@ -455,7 +447,7 @@ def composite_quality(depth, background, mask, mirrored=None, relative: bool = F
     if foot := foot_point(mask):
         ys, xs = np.nonzero(mask); m = max(1, round(0.04 * mask.shape[0]))
         away[max(ys.min() - m, 0):ys.max() + m + 1, max(xs.min() - m, 0):xs.max() + m + 1] = False
-        gap = round(255 * float(np.median(depth[mask]) - background[foot]) * (-1 if relative else 1), 2)  # relative: larger is nearer
+        gap = round(255 * float(np.median(depth[mask]) - background[foot[1], foot[0]]) * (-1 if relative else 1), 2)  # relative: larger is nearer
         q |= dict(foot_gap=gap, flag=foot_flag(gap))
     if away.any(): q['background'] = levels(np.abs(depth - background)[away].mean())
     return q

@@ -124,8 +124,9 @@ def scaled(im: Image.Image, size: tuple[int, int], flip: bool = False) -> Image.
     if im.mode != 'L': return im.resize(size, Image.Resampling.BILINEAR)
     return Image.fromarray(np.asarray(im)[np.ix_(nearest(size[1], im.height), nearest(size[0], im.width))], 'L')
 
-def foot_point(mask: np.ndarray) -> tuple[int, int]:
-    "(x, y) of the foot point of `mask`: the middle of its lowest row that has any of it."
+def foot_point(mask: np.ndarray) -> tuple[int, int] | None:
+    "(x, y) of the foot point of `mask`: the middle of its lowest row that has any of it; None for an empty mask."
+    if not mask.any(): return None
     ys, xs = np.nonzero(mask)
     y = int(ys.max())
     return int(round(xs[ys == y].mean())), y
