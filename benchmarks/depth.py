@@ -4,8 +4,9 @@
    figures, encode, write, statistics), beside the in-run limits of its parts on the same composites, each on all cores.
 2. A model: the model alone on in-memory batches, `make_depth` end to end, their ratio. `--model tiny` (default) is the
    tiny random-weight Depth Anything (CPU-sized); `--model densedepth` is DenseDepth with random weights saved as nyu.h5
-   was (same network, same arithmetic as the real weights): the figure to measure on a GPU, e.g.
-   `python benchmarks/depth.py --model densedepth --resolution 480x640` and again with `--xla` and `--full-precision`.
+   was (same network, same arithmetic as the real weights); `--model depth_anything_small` is Depth Anything V2 Small's
+   architecture at 518x518 with random weights: the figures to measure on a GPU, e.g.
+   `python benchmarks/depth.py --model densedepth --resolution 480x640`, again with `--xla` and with `--full-precision`.
 The machine's load average is printed with the figures: on a shared machine they are low and noisy; compare ratios.
 
     python benchmarks/depth.py [--images 2048] [--model tiny|densedepth] [--model-images 128] [--resolution 224x224] [--batch-size N] [--xla] [--full-precision]
@@ -65,6 +66,20 @@ def capacity(root, ds, n):
     return stage, parts, float(np.mean([len(e) for e in encoded]))
 
 
+def depth_anything_v2_small(path):
+    "Depth Anything V2 Small's network (DINOv2-S encoder, as the published config) with random weights, saved as a .keras file."
+    import keras, keras_hub
+    keras.utils.set_random_seed(0)
+    enc = keras_hub.models.DINOV2Backbone(patch_size=14, num_layers=12, hidden_dim=384, num_heads=6, intermediate_dim=1536,
+                                           image_shape=(518, 518, 3), position_embedding_shape=(518, 518))
+    backbone = keras_hub.models.DepthAnythingBackbone(image_encoder=enc, reassemble_factors=[4, 2, 1, 0.5], neck_hidden_dims=[48, 96, 192, 384],
+        fusion_hidden_dim=64, head_hidden_dim=32, head_in_index=-1, feature_keys=['stage3', 'stage6', 'stage9', 'stage12'])
+    bias = next(w for w in backbone.weights if w.path.endswith('head/conv3/bias'))
+    bias.assign(np.ones(bias.shape))  # random outputs below 0 would give 0 everywhere after the head's ReLU
+    keras_hub.models.DepthAnythingDepthEstimator(backbone=backbone, depth_estimation_type='relative').save(path)
+    return path
+
+
 def real_model(root, ds, args):
     "Model alone and `make_depth` end to end, as images/s."
     import tensorflow as tf
@@ -73,7 +88,8 @@ def real_model(root, ds, args):
         spec = DepthSpec(weights=root/'nyu.h5', resolution=args.resolution, batch_size=args.batch_size, flip_check=0, xla=args.xla, full_precision=args.full_precision)
         backend = depth_backend(spec)  # the model `make_depth` builds from `spec`, in mixed precision on a GPU
     else:
-        spec = DepthSpec('depth_anything', weights=tiny_depth_anything(root/'tiny.keras'), batch_size=args.batch_size, flip_check=0, xla=args.xla, full_precision=args.full_precision)
+        weights = tiny_depth_anything(root/'tiny.keras') if args.model == 'tiny' else depth_anything_v2_small(root/'small.keras')
+        spec = DepthSpec('depth_anything', weights=weights, batch_size=args.batch_size, flip_check=0, xla=args.xla, full_precision=args.full_precision)
         backend = depth_backend(spec)
     size = spec.batch_size or default_batch_size(backend.resolution)
     n = max(1, args.model_images // size)
@@ -93,7 +109,7 @@ def real_model(root, ds, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--images', type=int, default=2048, help='composites for the null-backend capacity')
-    ap.add_argument('--model', choices=['tiny', 'densedepth'], default='tiny')
+    ap.add_argument('--model', choices=['tiny', 'densedepth', 'depth_anything_small'], default='tiny')
     ap.add_argument('--model-images', type=int, default=128, help='composites for the real model')
     ap.add_argument('--resolution', default='224x224', help='DenseDepth inference size HxW (the reference: 480x640)')
     ap.add_argument('--batch-size', type=int, default=None, help="composites per model call (default: the device's, `default_batch_size`)")
@@ -112,8 +128,10 @@ def main():
     print(f'  limit: all parts one after another {serial:6.0f} maps/s; end to end is {stage / serial:.0%} of it')
     print(f'  8-bit PNG maps: {png:,.0f} bytes on average')
     backend, spec, size, n, model_rate, stage_rate = real_model(root, ds, args)
-    what = f'DenseDepth at {spec.resolution}' if args.model == 'densedepth' else 'tiny Depth Anything (random weights) at 224x224'
-    print(f'\n{what}, batch {size}, {n} images, XLA {"on" if args.xla else "off"}, flip check off; {load()}')
+    what = {'densedepth': f'DenseDepth at {args.resolution}', 'tiny': 'tiny Depth Anything (random weights) at 224x224',
+            'depth_anything_small': 'Depth Anything V2 Small (random weights) at 518x518'}[args.model]
+    precision = 'float32' if args.full_precision or 'CPU only' in gpu_summary() else 'mixed precision'
+    print(f'\n{what}, batch {size}, {n} images, {precision}, XLA {"on" if args.xla else "off"}, flip check off; {load()}')
     print(f'  model only, in-memory batches   {model_rate:8.2f} images/s')
     print(f'  make_depth end to end            {stage_rate:8.2f} images/s  (read, decode, model, quality, encode, write, statistics)')
     print(f'  ratio                            {stage_rate / model_rate:8.0%}')
