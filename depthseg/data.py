@@ -108,14 +108,21 @@ def _decode(f: Feature, data):
     if f.kind == 'id' or data.dtype == tf.uint8: return data
     return decode_jpeg(data) if SETS[f.set].channels == 3 else tf.io.decode_png(data, channels=1)
 
+def _resize(x, size, method: str, dtype):
+    "uint8 pixels `x` (an image or a batch) at `size` (None: as they are) in `dtype` (uint8: rounded); nothing computed where they have that size."
+    import tensorflow as tf
+    to = lambda y: y if y.dtype == dtype else tf.cast(tf.round(y) if dtype == tf.uint8 else y, dtype)
+    if not size: return to(x)
+    same = tf.reduce_all(tf.equal(tf.shape(x)[-3:-1], size))
+    return tf.cond(same, lambda: to(x), lambda: to(tf.image.resize(x, size, method=method)))  # nearest keeps uint8: a mask stays 0/255
+
 def _scale(f: Feature, x, size, norm, uint8: bool = False):
-    "Pixels `x` (uint8: an image or a batch) of feature `f` resized to `size`: RGB normalised with `norm` (mean, std), a one-channel map in [0, 1]; or, `uint8`, kept 8-bit (a mask 0/1)."
+    "Pixels `x` (uint8) of feature `f` resized to `size`: RGB normalised with `norm` (mean, std), a one-channel map in [0, 1]; or, `uint8`, kept 8-bit (a mask 0/1)."
     import tensorflow as tf
     if f.kind == 'id': return x
-    if size: x = tf.image.resize(x, size, method=f.resize)  # nearest keeps uint8: a mask stays 0/255
-    if uint8: return x // 255 if f.set == MASKS else tf.cast(tf.round(x), tf.uint8) if x.dtype != tf.uint8 else x
-    x = tf.cast(x, tf.float32) / 255
-    return (x - norm[0]) / norm[1] if SETS[f.set].channels == 3 else x
+    x = _resize(x, size, f.resize, tf.uint8 if uint8 else tf.float32)
+    if uint8: return x // 255 if f.set == MASKS else x
+    return x * (1 / (255 * norm[1])) - norm[0] / norm[1] if SETS[f.set].channels == 3 else x / 255  # one multiply-add per pixel
 
 # %% ../nbs/12_data.ipynb #9a47b157
 def _decoder(read: Callable | None = None):
