@@ -1,8 +1,11 @@
 """Examples per second that `depthseg.data.load` delivers to a training loop, per source, on this machine (not a test).
 
+Normalised float32 batches (the default) and 8-bit batches for the model to scale on the device (`uint8=True`); the
+machine's load average is printed with the figures (on a shared machine they are low and noisy).
+
     python benchmarks/data.py [--positions 4] [--batch-size 32] [--size 224]
 """
-import argparse, shutil, tempfile, time
+import argparse, os, shutil, tempfile, time
 from pathlib import Path
 
 from depthseg.cli import demo
@@ -33,9 +36,12 @@ def main():
     lean = shutil.copytree(ds, root/'lean', ignore=shutil.ignore_patterns(COMPOSITES, MASKS))
     kw = dict(split='all', batch_size=args.batch_size, size=(args.size, args.size), depth=False, shuffle=True)
     rows = [('folder', rate(load(ds, **kw))), ('tar shards, in place', rate(load(root/'packed', source='shards', **kw))),
+            ('folder, uint8', rate(load(ds, uint8=True, **kw))),
+            ('tar shards, uint8', rate(load(root/'packed', source='shards', uint8=True, **kw))),
             ('tfrecord', rate(load(root/'tfrecord', source='tfrecord', **kw))),
             ('on the fly (manifest layout)', rate(load(lean, source='on_the_fly', **kw)))]
     print(f'\nload(): batches of {args.batch_size} at {args.size}x{args.size}, bg + image + mask, demo with {args.positions} positions')
+    print('load average {:.1f}, {:.1f}, {:.1f} (1, 5, 15 min) on {} cores'.format(*os.getloadavg(), os.cpu_count()))
     for name, r in rows: print(f'  {name:30s} {r:8.0f} examples/s')
     shutil.rmtree(root)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composites import CompositesJob, CompositesPlan, finish_composites, make_pair, plan_composites, prepare_folders
-from .depth import (NO_WEIGHTS, DepthSpec, calibration_rows, composite_pixels, depth_backend, label_batch, plan_depth,
+from .depth import (NO_WEIGHTS, DepthSpec, calibration_rows, composite_pixels, default_batch_size, depth_backend, label_batch, plan_depth,
                             write_quality)
 from .layout import COMPOSITES, DEPTH, DEPTH16, MASKS
 from .pixels import merge_stats, save_stage_stats
@@ -71,8 +71,8 @@ def _pipeline(pl, store, plan: CompositesPlan, spec: DepthSpec | None, affine: t
     parts = [stats]
     if spec:
         done = beam.pvalue.AsSingleton(stats | 'Count' >> beam.combiners.Count.Globally())
-        starts = range(0, plan.total, spec.batch_size)
-        labelled = (pl | 'Batches' >> beam.Create([(s, s + spec.batch_size) for s in starts]) | 'Spread batches' >> beam.Reshuffle()
+        size = spec.batch_size or default_batch_size(spec.resolution)  # the launcher's device: workers' are not known here
+        labelled = (pl | 'Batches' >> beam.Create([(s, s + size) for s in range(0, plan.total, size)]) | 'Spread batches' >> beam.Reshuffle()
                        | 'Depth' >> beam.ParDo(_depth_fn(spec, plan, store, affine), done))
         parts.append(labelled | 'Depth statistics' >> beam.Map(lambda out: out[0]))
         (labelled | 'Quality rows' >> beam.FlatMap(lambda out: out[1]) | 'All rows' >> beam.combiners.ToList()

@@ -28,7 +28,8 @@ from .store import FolderStore, check_dataset, check_outside, iter_manifest, rea
 
 # %% auto #0
 __all__ = ['SPLITS', 'FEATURES', 'TFRECORD_FORMAT', 'READERS', 'assign_splits', 'split_sources', 'Feature', 'example_files',
-           'Opened', 'compose_tf', 'to_tfrecord', 'read_tfrecords', 'denormalize', 'flagged', 'load', 'endless']
+           'Opened', 'compose_tf', 'to_tfrecord', 'read_tfrecords', 'denormalize', 'flagged', 'load',
+           'normalization_layer', 'endless']
 
 # %% ../nbs/12_data.ipynb #79720530
 SPLITS = ('train', 'val', 'test')
@@ -103,23 +104,42 @@ def _norm(figures: Callable | None, name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 # %% ../nbs/12_data.ipynb #32011b43
-def _decode(f: Feature, data, size, norm):
-    "Tensor of feature `f` from `data`: an id as it is, RGB normalised with `norm` (mean, std), a one-channel map in [0, 1]."
+def _decode(f: Feature, data):
+    "uint8 pixels of image feature `f` from its encoded `data` (or `data` itself: raw pixels, rebuilt on the fly); an id as it is."
     import tensorflow as tf
-    if f.kind == 'id': return data
-    if SETS[f.set].channels == 3:
-        x = tf.cast(data if data.dtype == tf.uint8 else decode_jpeg(data), tf.float32) / 255
-        return ((tf.image.resize(x, size) if size else x) - norm[0]) / norm[1]
-    x = tf.image.convert_image_dtype(data if data.dtype == tf.uint8 else tf.io.decode_png(data, channels=1, dtype=tf.uint16), tf.float32)
-    x = tf.image.resize(x, size, method=f.resize) if size else x
-    return tf.round(x) if f.resize == 'nearest' else x
+    if f.kind == 'id' or data.dtype == tf.uint8: return data
+    return decode_jpeg(data) if SETS[f.set].channels == 3 else tf.io.decode_png(data, channels=1)
+
+def _resize(x, size, method: str, dtype):
+    "uint8 pixels `x` (an image or a batch) at `size` (None: as they are) in `dtype` (uint8: rounded); nothing computed where they have that size."
+    import tensorflow as tf
+    to = lambda y: y if y.dtype == dtype else tf.cast(tf.round(y) if dtype == tf.uint8 else y, dtype)
+    if not size: return to(x)
+    same = tf.reduce_all(tf.equal(tf.shape(x)[-3:-1], size))
+    return tf.cond(same, lambda: to(x), lambda: to(tf.image.resize(x, size, method=method)))  # nearest keeps uint8: a mask stays 0/255
+
+def _scale(f: Feature, x, size, norm, uint8: bool = False):
+    "Pixels `x` (uint8) of feature `f` resized to `size`: RGB normalised with `norm` (mean, std), a one-channel map in [0, 1]; or, `uint8`, kept 8-bit (a mask 0/1)."
+    import tensorflow as tf
+    if f.kind == 'id': return x
+    x = _resize(x, size, f.resize, tf.uint8 if uint8 else tf.float32)
+    if uint8: return x // 255 if f.set == MASKS else x
+    return x * (1 / (255 * norm[1])) - norm[0] / norm[1] if SETS[f.set].channels == 3 else x / 255  # one multiply-add per pixel
 
 # %% ../nbs/12_data.ipynb #9a47b157
-def _decoder(figures: Callable | None, size):
-    "A function from an example's encoded features (dict) to its tensors: ids and images."
+def _decoder(read: Callable | None = None):
+    "A function from an example's features (dict; encoded, or files to `read` first) to its ids and uint8 images."
+    features = [f for f in FEATURES if f.kind != 'int']
+    def decode(ex):
+        ex = read(ex) if read else ex
+        return {f.name: _decode(f, ex[f.name]) for f in features if f.name in ex}
+    return decode
+
+def _scaler(figures: Callable | None, size, uint8: bool = False):
+    "A function from decoded examples (one or a batch) to their tensors: images resized, scaled with `figures` (None: to [0, 1]) or kept 8-bit."
     features = [f for f in FEATURES if f.kind != 'int']
     norms = {f.name: _norm(figures, f.set) for f in features if f.kind == 'image' and SETS[f.set].channels == 3}
-    return lambda ex: {f.name: _decode(f, ex[f.name], size, norms.get(f.name)) for f in features if f.name in ex}
+    return lambda ex: {f.name: _scale(f, ex[f.name], size, norms.get(f.name), uint8) for f in features if f.name in ex}
 
 # %% ../nbs/12_data.ipynb #af289b03
 @dataclass(frozen=True)
@@ -435,6 +455,7 @@ def load(
     size:tuple|None=None, # (height, width) to resize to (default: as stored)
     shuffle:bool|None=None, # shuffle each epoch (default: for the train split only)
     normalize:bool=True, # scale `bg` and `image` with the dataset's mean and std
+    uint8:bool=False, # keep every image 8-bit (masks 0/1), to scale them on the device: see `normalization_layer`
     depth:bool|None=None, # include the depth maps (default: if the dataset has them)
     source:str='folder', # a key of `READERS`: 'folder', 'shards' (packed, read in place), 'on_the_fly' (rebuilt from the manifest), 'tfrecord'
     targets:str|tuple|None=None, # give `(inputs, targets)` pairs for `model.fit`: a feature ('mask') or several (('mask', 'depth'), as a dict)
@@ -453,10 +474,18 @@ def load(
     examples, buffer, read = opened.examples(by, None if split == 'all' else {i for i, s in splits.items() if s == split})
     if exclude := sorted(set(_listed(exclude))): examples = examples.filter(_not_in(exclude))
     if split == 'train' if shuffle is None else shuffle: examples = examples.shuffle(max(buffer, 1), seed=seed, reshuffle_each_iteration=True)
-    if read: examples = examples.map(read, num_parallel_calls=tf.data.AUTOTUNE)
-    examples = examples.map(_decoder(opened.figures if normalize else None, size), num_parallel_calls=tf.data.AUTOTUNE)
+    examples = examples.map(_decoder(read), num_parallel_calls=tf.data.AUTOTUNE)  # read and decode, in parallel: uint8 pixels
+    if batch_size: examples = examples.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)  # then the rest on whole batches
+    examples = examples.map(_scaler(opened.figures if normalize else None, size, uint8), num_parallel_calls=tf.data.AUTOTUNE)
     if targets is not None: examples = examples.map(lambda ex: (_pick(ex, inputs), _pick(ex, targets)), num_parallel_calls=tf.data.AUTOTUNE)
-    return (examples.batch(batch_size) if batch_size else examples).prefetch(tf.data.AUTOTUNE)
+    return examples.prefetch(tf.data.AUTOTUNE)
+
+# %% ../nbs/12_data.ipynb #10edfcfb
+def normalization_layer(path, name: str = COMPOSITES, source: str = 'folder'):
+    "A Keras layer that normalises 8-bit images of set `name` (from `load(..., uint8=True)`) as `load` does, with the figures of the dataset at `path`."
+    import keras
+    mean, std = _norm(READERS[source](Path(path), False).figures, name)
+    return keras.layers.Normalization(mean=255 * mean, variance=(255 * std) ** 2)
 
 # %% ../nbs/12_data.ipynb #d98fd9df
 def endless(
@@ -477,5 +506,5 @@ def endless(
                 yield dict(id=r['id'], image=image, mask=mask[..., None], depth=depth[..., None])
     spec = lambda c: tf.TensorSpec((None, None, c), tf.uint8)
     out = tf.data.Dataset.from_generator(examples, output_signature=dict(id=tf.TensorSpec((), tf.string), image=spec(3), mask=spec(1), depth=spec(1)))
-    out = out.map(_decoder(None, None), num_parallel_calls=tf.data.AUTOTUNE)
+    out = out.map(_scaler(None, None), num_parallel_calls=tf.data.AUTOTUNE)
     return (out.batch(batch_size) if batch_size else out).prefetch(tf.data.AUTOTUNE)

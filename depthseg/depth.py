@@ -7,9 +7,10 @@ Docs: https://depthseg.github.io/depthseg/depth.html.md"""
 # %% ../nbs/09_depth.ipynb #3b3a6361
 from __future__ import annotations
 import csv, hashlib, io, json, os, shutil, urllib.error, urllib.request, zlib
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
 
@@ -31,13 +32,14 @@ from .store import check_dataset, check_lineage, check_record, iter_manifest, it
 
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMAGENET_MEAN', 'IMAGENET_STD',
-           'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'FOOT_GAP', 'QUALITY_FIELDS',
-           'QUALITY_RANGES', 'FLIP_AVERAGED', 'gpu_summary', 'densedepth_model', 'load_densedepth', 'fetch_weights',
-           'DepthBackend', 'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend', 'preset_sha256',
-           'ExactBackend', 'scene_depth', 'exact_backend', 'LayeredBackend', 'layered_backend', 'align_disparity',
-           'Resolution', 'DepthSpec', 'depth_backend', 'quantize', 'encode_maps', 'foot_flag', 'composite_quality',
-           'checked_quality', 'read_quality', 'write_quality', 'read_quality_table', 'quality_summary', 'quality_line',
-           'depth_record', 'calibration_rows', 'plan_depth', 'composite_pixels', 'label_batch', 'make_depth']
+           'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'PNG_OPTIONS', 'FOOT_GAP',
+           'QUALITY_FIELDS', 'QUALITY_RANGES', 'FLIP_AVERAGED', 'gpu_summary', 'densedepth_model', 'load_densedepth',
+           'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend',
+           'preset_sha256', 'ExactBackend', 'scene_depth', 'exact_backend', 'LayeredBackend', 'layered_backend',
+           'align_disparity', 'Resolution', 'DepthSpec', 'depth_backend', 'default_batch_size', 'quantize',
+           'encode_maps', 'foot_flag', 'composite_quality', 'checked_quality', 'read_quality', 'write_quality',
+           'read_quality_table', 'quality_summary', 'quality_line', 'depth_record', 'calibration_rows', 'plan_depth',
+           'composite_pixels', 'label_batch', 'make_depth', 'null_backend']
 
 # %% ../nbs/09_depth.ipynb #d08c11e5
 def gpu_summary() -> str:
@@ -145,6 +147,7 @@ class DepthBackend:
     licence: str = ''         # of the weights
     affine: tuple[float, float] | None = None  # relative: the inverse depths stored as 0 and as the maximum (`calibrate`)
     preprocess: Callable = field(default=None, repr=False)
+    xla: bool = False         # compile `run` with XLA (`jit_compile`)
     backgrounds: dict = field(default_factory=dict, repr=False, init=False)  # background id -> its map alone (`background`)
     _compiled: Callable | None = field(default=None, repr=False, init=False)
 
@@ -164,10 +167,10 @@ class DepthBackend:
         return tf.clip_by_value(tf.image.resize(y, tf.shape(images)[1:3]), 0, 1)
 
     def compiled(self) -> Callable:
-        "`run` as a `tf.function`, traced once per backend and reused by every call of the stage."
+        "`run` as a `tf.function` (XLA-compiled if `xla`), traced once per backend and reused by every call of the stage."
         if self._compiled is None:
             import tensorflow as tf
-            self._compiled = tf.function(self.run, reduce_retracing=True)
+            self._compiled = tf.function(self.run, reduce_retracing=True, jit_compile=self.xla)
         return self._compiled
 
     def calibrate(self, images, percentiles: tuple[float, float] = (1, 99)):
@@ -180,7 +183,7 @@ class DepthBackend:
 
     def label(self, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
         "Maps (B, h, w, 1) on the stored scale of composites `images`, rows `rows` of the manifest of `store`."
-        return self.compiled()(np.stack(images)).numpy()
+        return self.dispatch(rows, images, store)()
 
     def meaning(self) -> dict:
         "What the stored values mean: kind, units, 0 and the maximum, the labeller and the licence (for the records and the card)."
@@ -363,17 +366,18 @@ class DepthSpec:
     weights: str | None = None  # weights file or URL: DenseDepth's `nyu.h5`, or a Depth Anything `.keras` file
     preset: str | None = None  # KerasHub preset for depth_anything, e.g. 'depth_anything_v2_small' (needs internet)
     resolution: Resolution | None = None  # inference size, e.g. 480x640 (DenseDepth's default) or 224x224 (5x faster)
-    batch_size: int = 16  # composites per model call
+    batch_size: int | None = None  # composites per model call (default: for the device, see `default_batch_size`)
     fmt: str = 'png'  # 'png' (lossless) or 'jpg' for the 8-bit maps
     full_precision: bool = False  # also write 16-bit PNG maps in `bgfg_depth16/`
     calibration: int = 64  # composites, drawn from every background, that fix a relative backend's affine map
     flip_check: int = 8  # label one composite in N (by its id) mirrored too, for the flip-consistency figure (1: all, 0: none)
     flip_average: bool = False  # store the average of each map and the mirrored map of its mirror image, as DenseDepth's evaluation does (twice the work)
+    xla: bool = False  # compile the model with XLA (`jit_compile`); measure it first with `benchmarks/depth.py --xla` (on the CPU it is slower)
 
     def __post_init__(self):
         if self.backend not in BACKENDS: raise ValueError(f'backend must be one of {BACKENDS}, not {self.backend!r}')
         if self.fmt not in ('png', 'jpg'): raise ValueError(f"fmt must be 'png' or 'jpg', not {self.fmt!r}")
-        if self.batch_size < 1: raise ValueError(f'batch size must be at least 1, not {self.batch_size}')
+        if self.batch_size is not None and self.batch_size < 1: raise ValueError(f'batch size must be at least 1, not {self.batch_size}')
         if self.calibration < 1: raise ValueError(f'calibration must be at least 1, not {self.calibration}')
         if self.flip_check < 0: raise ValueError(f'flip check must be 0 (none) or more, not {self.flip_check}')
         if self.weights is not None: object.__setattr__(self, 'weights', str(self.weights))
@@ -393,9 +397,16 @@ def depth_backend(spec: DepthSpec) -> DepthBackend:
     import tensorflow as tf
     if tf.config.list_physical_devices('GPU') and not spec.full_precision:  # 16-bit maps need float32 throughout
         import keras; keras.mixed_precision.set_global_policy('mixed_float16')
-    if spec.backend == 'densedepth':
-        return densedepth_backend(spec.weights, spec.resolution or (480, 640))
-    return depth_anything_backend(spec.preset, spec.weights, spec.resolution)
+    model = densedepth_backend(spec.weights, spec.resolution or (480, 640)) if spec.backend == 'densedepth' else \
+            depth_anything_backend(spec.preset, spec.weights, spec.resolution)
+    model.xla = spec.xla
+    return model
+
+def default_batch_size(resolution: tuple[int, int] | None) -> int:
+    "Composites per model call on the device TensorFlow runs on: 16 on the CPU; on a GPU 64 at a resolution of 224x224, fewer above (at least 8)."
+    import tensorflow as tf
+    if not tf.config.list_physical_devices('GPU'): return 16  # more only delays the first maps: the CPU is busy either way
+    return max(8, min(64, 64 * 224 * 224 // (resolution[0] * resolution[1]))) if resolution else 64
 
 NO_WEIGHTS = ("DenseDepth needs its pretrained weights, which are not shipped: download nyu.h5 (172,897,376 bytes) from the "
               "DenseDepth project and pass it with --weights PATH_OR_URL (a Drive path works in Colab); or use "
@@ -409,21 +420,32 @@ def quantize(depth: np.ndarray, bits: int = 8) -> np.ndarray:
 
 QUALITY_KEY = 'depthseg:quality'  # the PNG text chunk (or JPEG comment) of a map that holds its quality figures
 
+PNG_OPTIONS = dict(compress_type=3)  # zlib's run-length strategy (Z_RLE): 3 to 4 times faster than Pillow's default level, 5 to 8% larger
+
 def encode_maps(depth: np.ndarray, fmt: str = 'png', full_precision: bool = False, quality: dict | None = None) -> list[bytes]:
     "8-bit (and 16-bit) encodings of one depth map (h, w, 1) on the stored scale, the 8-bit one carrying its `quality` figures."
     d, b, text = depth[..., 0], io.BytesIO(), json.dumps(quality or {}, sort_keys=True)
-    if fmt == 'png': info = PngInfo(); info.add_text(QUALITY_KEY, text); options = dict(pnginfo=info)
+    if fmt == 'png': info = PngInfo(); info.add_text(QUALITY_KEY, text); options = dict(pnginfo=info, **PNG_OPTIONS)
     else: options = dict(quality=95, comment=text)
     Image.fromarray(quantize(d), 'L').save(b, 'PNG' if fmt == 'png' else 'JPEG', **options)
     if not full_precision: return [b.getvalue()]
-    b16 = io.BytesIO(); Image.fromarray(quantize(d, 16)).save(b16, 'PNG')
+    b16 = io.BytesIO(); Image.fromarray(quantize(d, 16)).save(b16, 'PNG', compress_level=1)  # 2.6 times faster, 4% larger (RLE: 12%)
     return [b.getvalue(), b16.getvalue()]
+
 
 # %% ../nbs/09_depth.ipynb #5c5c5a03
 @patch
 def label_mirrored(self: DepthBackend, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
     "Maps of the mirror images of `images` (rows `rows` of `store`), mirrored back: what the model says of each scene seen in a mirror."
     return self.label(rows, [im[:, ::-1] for im in images], store)[:, :, ::-1]
+
+@patch
+def dispatch(self: DepthBackend, rows: list[dict], images: list[np.ndarray], store, mirrored: bool = False) -> Callable[[], np.ndarray]:
+    "`label` (`label_mirrored` if `mirrored`) begun: a function that waits for the maps. A model on a GPU queues its work and returns at once."
+    if type(self).label is not DepthBackend.label:  # a backend in Python (exact) labels when waited for
+        return partial(self.label_mirrored if mirrored else self.label, rows, images, store)
+    out = self.compiled()(np.stack([im[:, ::-1] for im in images] if mirrored else images))
+    return (lambda: out.numpy()[:, :, ::-1]) if mirrored else out.numpy
 
 @patch
 def background(self: DepthBackend, store, bg: str) -> np.ndarray:
@@ -443,13 +465,13 @@ def composite_quality(depth, background, mask, mirrored=None, relative: bool = F
     "Quality figures, in 8-bit levels, of map `depth` (h, w) of a composite with boolean `mask`, given its `background`'s map and `mirrored`."
     levels = lambda v: round(255 * float(v), 2)
     q = dict(flip=None if mirrored is None else levels(np.abs(depth - mirrored).mean()), background=None, foot_gap=None, flag='')
-    away = np.ones(mask.shape, bool)
+    diff = np.abs(depth - background); away, n = diff.sum(dtype=np.float64), diff.size  # away from the cut-out: all but its box
     if foot := foot_point(mask):
-        ys, xs = np.nonzero(mask); m = max(1, round(0.04 * mask.shape[0]))
-        away[max(ys.min() - m, 0):ys.max() + m + 1, max(xs.min() - m, 0):xs.max() + m + 1] = False
+        ys, xs, m = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0)), max(1, round(0.04 * mask.shape[0]))
+        box = diff[max(ys[0] - m, 0):ys[-1] + m + 1, max(xs[0] - m, 0):xs[-1] + m + 1]; away -= box.sum(dtype=np.float64); n -= box.size
         gap = round(255 * float(np.median(depth[mask]) - background[foot[1], foot[0]]) * (-1 if relative else 1), 2)  # relative: larger is nearer
         q |= dict(foot_gap=gap, flag=foot_flag(gap))
-    if away.any(): q['background'] = levels(np.abs(depth - background)[away].mean())
+    if n: q['background'] = levels(away / n)
     return q
 
 # %% ../nbs/09_depth.ipynb #fd3b2a85
@@ -549,34 +571,76 @@ def composite_pixels(store, rows: list[dict]) -> list[np.ndarray]:
     return [decode_jpeg(store.read(r['image'])).numpy() for r in rows]
 
 # %% ../nbs/09_depth.ipynb #b3b03c60
-def _label(rows: list[dict], images: list[np.ndarray], outs: list, there: set, spec: DepthSpec, store, model: DepthBackend) -> list[bytes]:
-    "Label composites `images` of `rows`, measure the labels' quality, write the files of `outs` not `there`; the 8-bit maps' bytes."
-    depth = model.label(rows, images, store)
-    check = [i for i, r in enumerate(rows) if spec.flip_average or (spec.flip_check and zlib.crc32(r['id'].encode()) % spec.flip_check == 0)]
-    mirrored = dict(zip(check, model.label_mirrored([rows[i] for i in check], [images[i] for i in check], store))) if check else {}
-    maps = []
-    for i, (r, o, d) in enumerate(zip(rows, outs, depth)):
-        mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
-        q = composite_quality(d[..., 0], model.background(store, r['bg']), mask, mirrored[i][..., 0] if i in mirrored else None, model.kind == 'relative')
-        encoded = encode_maps((d + mirrored[i]) / 2 if spec.flip_average else d, spec.fmt, spec.full_precision, q)  # figures of the labeller's own map
+class _Batch(NamedTuple):
+    "What labelling manifest `rows` needs, read: their map files, those there, the composites' bytes and pixels, the masks (None where all maps are there)."
+    rows: list[dict]; outs: list[list[str]]; there: set[str]; jpegs: list[bytes]; images: list[np.ndarray]; masks: list[np.ndarray] | None
+
+def _read_batch(rows: list[dict], spec: DepthSpec, store, there: set[str] | None = None) -> _Batch:
+    "Read batch `rows` of `store`; `there`: the map files known to be there (default: ask the store)."
+    outs = [depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision] for r in rows]
+    files = [f for o in outs for f in o]
+    there = store.present(files) if there is None else there.intersection(files)
+    jpegs = [store.read(r['image']) for r in rows]
+    masks = None if len(there) == len(files) else [np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0 for r in rows]
+    return _Batch(rows, outs, there, jpegs, [decode_jpeg(j).numpy() for j in jpegs], masks)
+
+# %% ../nbs/09_depth.ipynb #dab825bf
+def _dispatch(b: _Batch, spec: DepthSpec, store, model: DepthBackend) -> Callable[[], tuple[np.ndarray | None, dict]]:
+    "Begin labelling batch `b` (nothing if its maps are all there): a function that waits for its maps and the mirrored maps checked, by index."
+    if b.masks is None: return lambda: (None, {})
+    check = [i for i, r in enumerate(b.rows) if spec.flip_average or (spec.flip_check and zlib.crc32(r['id'].encode()) % spec.flip_check == 0)]
+    maps = model.dispatch(b.rows, b.images, store)
+    mirrored = model.dispatch([b.rows[i] for i in check], [b.images[i] for i in check], store, mirrored=True) if check else list
+    return lambda: (maps(), dict(zip(check, mirrored())))
+
+# %% ../nbs/09_depth.ipynb #5814024e
+def _pixels(data: bytes) -> tuple[list[int], tuple[int, int]]:
+    "Value counts and shape of the 8-bit map encoded as `data`."
+    with Image.open(io.BytesIO(data)) as im: return im.histogram(), im.size[::-1]
+
+def _write_maps(b: _Batch, depth: np.ndarray, mirrored: dict, spec: DepthSpec, store, model: DepthBackend) -> list[tuple]:
+    "Measure the quality of maps `depth` of batch `b` and write those not there; per map its 8-bit bytes, quality figures, value counts and shape."
+    out = []
+    for i, (r, o, d) in enumerate(zip(b.rows, b.outs, depth)):
+        m = mirrored[i][..., 0] if i in mirrored else None
+        q = composite_quality(d[..., 0], model.background(store, r['bg']), b.masks[i], m, model.kind == 'relative')  # of the labeller's own map
+        if spec.flip_average: d = (d + mirrored[i]) / 2
+        encoded = encode_maps(d, spec.fmt, spec.full_precision, q)
         for f, data in zip(o, encoded):
-            if f not in there: store.write(f, data)
-        maps.append(encoded[0])
-    return maps
+            if f not in b.there: store.write(f, data)
+        pixels = (np.bincount(quantize(d[..., 0]).ravel(), minlength=256), d.shape[:2]) if spec.fmt == 'png' else _pixels(encoded[0])  # PNG: lossless
+        out.append((encoded[0], checked_quality(q), *pixels))
+    return out
+
+# %% ../nbs/09_depth.ipynb #3967c383
+def _finish(b: _Batch, labelled: Callable, spec: DepthSpec, store, model: DepthBackend) -> tuple[int, dict[str, PixelStats], list[dict]]:
+    "Wait for the maps `labelled()` of batch `b`, write them; how many, the pixel statistics and the quality figures (read back from maps there)."
+    depth, mirrored = labelled()
+    maps = _write_maps(b, depth, mirrored, spec, store, model) if depth is not None else \
+           [(m, read_quality(m), *_pixels(m)) for m in map(store.read, (o[0] for o in b.outs))]
+    stats = {COMPOSITES: PixelStats(3), DEPTH: PixelStats(1)}
+    for j, im, (m, _, counts, shape) in zip(b.jpegs, b.images, maps):
+        stats[COMPOSITES].add_counts(Image.fromarray(im).histogram(), im.shape, nbytes=len(j)); stats[DEPTH].add_counts(counts, shape, nbytes=len(m))
+    return sum(not all(f in b.there for f in o) for o in b.outs), stats, [dict(id=r['id']) | q for r, (_, q, *_) in zip(b.rows, maps)]
 
 # %% ../nbs/09_depth.ipynb #93f1e373
 def label_batch(rows: list[dict], spec: DepthSpec, store, model: DepthBackend) -> tuple[int, dict[str, PixelStats], list[dict]]:
     "Write the depth maps of manifest `rows` missing from `store`, made by `model` as `spec` says; return how many, the pixel statistics and the quality figures."
-    outs = [depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision] for r in rows]
-    there = store.present([f for o in outs for f in o])
-    jpegs = [store.read(r['image']) for r in rows]
-    images = [decode_jpeg(j).numpy() for j in jpegs]
-    written = sum(not all(f in there for f in o) for o in outs)
-    maps = _label(rows, images, outs, there, spec, store, model) if written else [store.read(o[0]) for o in outs]
-    stats = {COMPOSITES: PixelStats(3), DEPTH: PixelStats(1)}
-    for j, im, m in zip(jpegs, images, maps):
-        stats[COMPOSITES].add(im, nbytes=len(j)); stats[DEPTH].add(np.asarray(Image.open(io.BytesIO(m))), nbytes=len(m))
-    return written, stats, [dict(id=r['id']) | read_quality(m) for r, m in zip(rows, maps)]
+    b = _read_batch(rows, spec, store)
+    return _finish(b, _dispatch(b, spec, store, model), spec, store, model)
+
+# %% ../nbs/09_depth.ipynb #6875964c
+def _pipelined(items: list, read: Callable, dispatch: Callable, finish: Callable, ahead: int = 4) -> Iterator:
+    "`finish(x, dispatch(x))` of each `x = read(item)`, in order: reads and finishes on threads, `dispatch` here, up to `ahead` items in flight each way."
+    workers = os.cpu_count() or 2
+    with ThreadPoolExecutor(workers) as readers, ThreadPoolExecutor(workers) as finishers:
+        reads, done = deque(readers.submit(read, x) for x in items[:ahead]), deque()
+        for k in range(len(items)):
+            x = reads.popleft().result()
+            if k + ahead < len(items): reads.append(readers.submit(read, items[k + ahead]))
+            done.append(finishers.submit(finish, x, dispatch(x)))  # the next model call is queued before this one's maps are waited for
+            while len(done) > ahead or done and done[0].done(): yield done.popleft().result()
+        while done: yield done.popleft().result()
 
 # %% ../nbs/09_depth.ipynb #0dc15009
 def make_depth(
@@ -598,11 +662,22 @@ def make_depth(
         for folder in (DEPTH, DEPTH16)[:1 + spec.full_precision]:
             store.clean(folder)
             for bg in dict.fromkeys(r['bg'] for r in rows): store.makedirs(f'{folder}/{bg}')
-        batches = [rows[i:i + spec.batch_size] for i in range(0, len(rows), spec.batch_size)]
-        with ThreadPoolExecutor(2) as pool, tqdm(total=len(rows), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
+        size = spec.batch_size or default_batch_size(model.resolution)
+        batches = [rows[i:i + size] for i in range(0, len(rows), size)]
+        there = store.present(f for r in rows for f in depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision])  # one listing per folder
+        with tqdm(total=len(rows), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
             written, parts, quality = 0, [], []
-            for b, (n, st, q) in zip(batches, pool.map(lambda b: label_batch(b, spec, store, model), batches)):
+            for b, (n, st, q) in zip(batches, _pipelined(batches, lambda b: _read_batch(b, spec, store, there),
+                                                          lambda b: _dispatch(b, spec, store, model), lambda b, maps: _finish(b, maps, spec, store, model))):
                 written += n; parts.append(st); quality += q; bar.update(len(b))
         if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth'); write_quality(store, quality)
     if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}')
     return meta
+
+# %% ../nbs/09_depth.ipynb #028aef75
+def _grey(x, training=False): return (x[..., :1] + x[..., 1:2] + x[..., 2:]) / 3
+
+def null_backend(resolution: tuple[int, int] = (28, 28)) -> DepthBackend:
+    "A backend whose model does no work, to measure the stage's own capacity: each map is the composite's grey level at `resolution`, scaled up."
+    return DepthBackend('null', _grey, tuple(resolution), hashlib.sha256(b'null').hexdigest(), 'metric', far_limit=1.0,
+                        labeller='null: the grey level of each composite, no model (for benchmarks)', licence='none', preprocess=lambda x: x / 255)

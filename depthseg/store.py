@@ -46,8 +46,11 @@ class FolderStore:
 # %% ../nbs/02_store.ipynb #74af1c47
 @patch
 def present(self: FolderStore, rels: Iterable[str]) -> set[str]:
-    "Which of the paths `rels` exist."
-    return {r for r in rels if (self.root/r).exists()}
+    "Which of the paths `rels` exist: a stat each for a few, one listing per folder for a whole stage's (a stat is a round trip on a network drive)."
+    rels = set(rels)
+    if len(rels) <= 1024: return {r for r in rels if (self.root/r).exists()}
+    folders = {r.rpartition('/')[0] for r in rels}
+    return rels & {f'{f}/{n}' if f else n for f in folders if (self.root/f).is_dir() for n in os.listdir(self.root/f)}
 
 @patch
 def list(self: FolderStore, folder: str, pattern: str = '*') -> list[str]:
