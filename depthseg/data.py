@@ -116,7 +116,9 @@ def _resize(x, size, method: str, dtype):
     to = lambda y: y if y.dtype == dtype else tf.cast(tf.round(y) if dtype == tf.uint8 else y, dtype)
     if not size: return to(x)
     same = tf.reduce_all(tf.equal(tf.shape(x)[-3:-1], size))
-    return tf.cond(same, lambda: to(x), lambda: to(tf.image.resize(x, size, method=method)))  # nearest keeps uint8: a mask stays 0/255
+    out = tf.cond(same, lambda: to(x), lambda: to(tf.image.resize(x, size, method=method)))  # nearest keeps uint8: a mask stays 0/255
+    out.set_shape(x.shape[:-3].concatenate(size).concatenate(x.shape[-1:]))  # known after the cond too, as a model built for `size` needs
+    return out
 
 def _scale(f: Feature, x, size, norm, uint8: bool = False):
     "Pixels `x` (uint8) of feature `f` resized to `size`: RGB normalised with `norm` (mean, std), a one-channel map in [0, 1]; or, `uint8`, kept 8-bit (a mask 0/1)."
