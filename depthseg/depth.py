@@ -269,6 +269,11 @@ def _folder_sha256(folder: Path) -> str:
     files = sorted(p for p in folder.rglob('*') if p.is_file())
     return hashlib.sha256(''.join(f'{p.relative_to(folder).as_posix()} {file_sha256(p)}\n' for p in files).encode()).hexdigest()
 
+# %% ../nbs/09_depth.ipynb #b1456399
+def _composite_mask(store, r: dict) -> np.ndarray:
+    "The boolean mask of composite `r` (a manifest row) of `store`."
+    return np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
+
 # %% ../nbs/09_depth.ipynb #5970d6b1
 @dataclass
 class ExactBackend(DepthBackend):
@@ -280,10 +285,9 @@ class ExactBackend(DepthBackend):
         for r, im in zip(rows, images):
             key = (r['bg'], im.shape[:2])
             if key not in self.scenes: self.scenes[key] = scene_depth(store, *key)
-            depth = self.scenes[key].copy()
-            if 'mask' in r:  # a composite, not a bare background
-                mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
-                if foot := foot_point(mask): depth[mask] = depth[foot[1], foot[0]]
+            depth = self.scenes[key]
+            if 'mask' in r and (foot := foot_point(mask := _composite_mask(store, r))):  # a composite, not a bare background
+                depth = layered_depth(depth, mask, foot)
             out.append(np.clip(depth / self.far_limit, 0, 1)[..., None])
         return np.stack(out).astype(np.float32)
 
@@ -321,8 +325,7 @@ class LayeredBackend(DepthBackend):
             if 'mask' in r and 'foot_x' not in r: raise BadArgument(f'{store.path(MANIFEST)}: composites placed at random; layered depth needs composites made with --placement floor')
             depth = read_scene(store, r['bg']).depth  # (before this: a dataset of random composites has no geometry either)
             if 'mask' in r:  # a composite, not a bare background
-                mask = np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
-                depth = layered_depth(depth, mask, (int(r['foot_x']), int(r['foot_y'])))
+                depth = layered_depth(depth, _composite_mask(store, r), (int(r['foot_x']), int(r['foot_y'])))
             out.append(np.minimum(depth / np.float32(self.far_limit), 1))  # float32, never negative
         return np.stack(out)[..., None]
 
@@ -581,7 +584,7 @@ def _read_batch(rows: list[dict], spec: DepthSpec, store, there: set[str] | None
     files = [f for o in outs for f in o]
     there = store.present(files) if there is None else there.intersection(files)
     jpegs = [store.read(r['image']) for r in rows]
-    masks = None if len(there) == len(files) else [np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0 for r in rows]
+    masks = None if len(there) == len(files) else [_composite_mask(store, r) for r in rows]
     return _Batch(rows, outs, there, jpegs, [decode_jpeg(j).numpy() for j in jpegs], masks)
 
 # %% ../nbs/09_depth.ipynb #dab825bf
