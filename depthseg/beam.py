@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .composites import CompositesJob, CompositesPlan, finish_composites, make_pair, plan_composites, prepare_folders
-from .depth import (NO_WEIGHTS, DepthSpec, calibration_rows, composite_pixels, default_batch_size, depth_backend, label_batch, plan_depth,
+from .depth import (NO_WEIGHTS, DepthSpec, _compare_layered, _geometry_model, calibration_rows, composite_pixels, default_batch_size, depth_backend, label_batch, plan_depth,
                             write_quality)
 from .layout import COMPOSITES, DEPTH, DEPTH16, MASKS
 from .pixels import merge_stats, save_stage_stats
@@ -100,6 +100,7 @@ def make_beam(
         plan = plan_composites(store, job, backgrounds, foregrounds)
         prepare_folders(store, plan, (COMPOSITES, MASKS) + ((DEPTH, DEPTH16) if depth else ()))
         affine, made = _plan_depth(store, plan, depth) if depth else (None, 0)
+        checker = _geometry_model(store, depth) if depth and depth.backend == 'layered' and job.placement == 'floor' and depth.compare else None  # before the pipeline runs
         if not depth and progress: print(f'depth: skipped, no depth spec given. {NO_WEIGHTS}')
         options = PipelineOptions(list(pipeline_args or []))
         pl = beam.Pipeline(options=options)
@@ -108,6 +109,7 @@ def make_beam(
         result = pl.run(); result.wait_until_finish()
         counts = {c.key.metric.name: c.committed for c in result.metrics().query()['counters'] if c.key.metric.namespace == 'depthseg'}
         finish_composites(store, plan, {})
+        if checker: _compare_layered(store, list(plan.rows()), depth, checker)  # as make_depth does
         if store.local: write_card(store.root, recompute=False, progress=progress)
         elif progress: print(f'card: not written to {store}; run `depthseg stats` where the dataset is mounted as a folder')
     report = BeamReport(plan.total, made + counts.get('composites written', 0), counts.get('depth maps written', 0), str(store))

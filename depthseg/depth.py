@@ -24,8 +24,8 @@ from . import __version__
 from .backgrounds import CROPS, square
 from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, is_url, optional_import
 from .floor import foot_point, layered_depth, read_scene
-from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_QUALITY, DEPTH_RECORD, GEOMETRY_RECORD, MANIFEST, bg_file, composite_bg,
-                             depth_files, name_problem, sources_table)
+from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_MODEL, DEPTH_QUALITY, DEPTH_RECORD, GEOMETRY_RECORD, LAYERED_CHECK, MANIFEST,
+                             bg_file, composite_bg, depth_files, model_depth_file, name_problem, sources_table)
 from .pixels import PixelStats, decode_jpeg, merge_stats, save_stage_stats
 from .samples import DEPTH_DIR, sample_depth, sample_dir
 from .store import check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json, write_table
@@ -33,13 +33,14 @@ from .store import check_dataset, check_lineage, check_record, iter_manifest, it
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'PNG_OPTIONS', 'FOOT_GAP',
-           'QUALITY_FIELDS', 'QUALITY_RANGES', 'FLIP_AVERAGED', 'gpu_summary', 'densedepth_model', 'load_densedepth',
-           'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend', 'depth_anything_backend',
-           'preset_sha256', 'ExactBackend', 'scene_depth', 'exact_backend', 'LayeredBackend', 'layered_backend',
-           'align_disparity', 'Resolution', 'DepthSpec', 'depth_backend', 'default_batch_size', 'quantize',
-           'encode_maps', 'foot_flag', 'composite_quality', 'checked_quality', 'read_quality', 'write_quality',
-           'read_quality_table', 'quality_summary', 'quality_line', 'depth_record', 'calibration_rows', 'plan_depth',
-           'composite_pixels', 'label_batch', 'make_depth', 'null_backend']
+           'QUALITY_FIELDS', 'QUALITY_RANGES', 'FLIP_AVERAGED', 'LAYERED_FIELDS', 'gpu_summary', 'densedepth_model',
+           'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend',
+           'depth_anything_backend', 'preset_sha256', 'ExactBackend', 'scene_depth', 'exact_backend', 'LayeredBackend',
+           'layered_backend', 'align_disparity', 'Resolution', 'DepthSpec', 'depth_backend', 'default_batch_size',
+           'quantize', 'encode_maps', 'foot_flag', 'composite_quality', 'checked_quality', 'read_quality',
+           'write_quality', 'read_quality_table', 'quality_summary', 'quality_line', 'depth_record', 'calibration_rows',
+           'plan_depth', 'composite_pixels', 'label_batch', 'make_depth', 'layered_difference', 'read_layered_check',
+           'layered_summary', 'layered_line', 'null_backend']
 
 # %% ../nbs/09_depth.ipynb #d08c11e5
 def gpu_summary() -> str:
@@ -375,6 +376,7 @@ class DepthSpec:
     calibration: int = 64  # composites, drawn from every background, that fix a relative backend's affine map
     flip_check: int = 8  # label one composite in N (by its id) mirrored too, for the flip-consistency figure (1: all, 0: none)
     flip_average: bool = False  # store the average of each map and the mirrored map of its mirror image, as DenseDepth's evaluation does (twice the work)
+    compare: int = 16  # layered: also run the backgrounds' model (`geometry.json`; give its --weights or --preset) on N composites and report the difference (0: none)
     xla: bool = False  # compile the model with XLA (`jit_compile`); measure it first with `benchmarks/depth.py --xla` (on the CPU it is slower)
 
     def __post_init__(self):
@@ -382,6 +384,7 @@ class DepthSpec:
         if self.fmt not in ('png', 'jpg'): raise ValueError(f"fmt must be 'png' or 'jpg', not {self.fmt!r}")
         if self.batch_size is not None and self.batch_size < 1: raise ValueError(f'batch size must be at least 1, not {self.batch_size}')
         if self.calibration < 1: raise ValueError(f'calibration must be at least 1, not {self.calibration}')
+        if self.compare < 0: raise ValueError(f'compare must be 0 (none) or more, not {self.compare}')
         if self.flip_check < 0: raise ValueError(f'flip check must be 0 (none) or more, not {self.flip_check}')
         if self.weights is not None: object.__setattr__(self, 'weights', str(self.weights))
         if isinstance(self.resolution, str): object.__setattr__(self, 'resolution', Resolution.parse(self.resolution))
@@ -661,6 +664,8 @@ def make_depth(
         check_dataset(store, ('composites',))  # finished, and made from the sources there
         rows = list(iter_manifest(store))[:limit]
         model = model or depth_backend(spec)
+        floor = rows and 'foot_x' in rows[0]  # composites placed on the floor (the layered backend refuses others)
+        checker = _geometry_model(store, spec) if model.name == 'layered' and floor and spec.compare and limit is None else None  # before hours of work
         meta = plan_depth(store, spec, model, lambda: np.stack(composite_pixels(store, calibration_rows(rows, spec.calibration))))
         for folder in (DEPTH, DEPTH16)[:1 + spec.full_precision]:
             store.clean(folder)
@@ -674,8 +679,71 @@ def make_depth(
                                                           lambda b: _dispatch(b, spec, store, model), lambda b, maps: _finish(b, maps, spec, store, model))):
                 written += n; parts.append(st); quality += q; bar.update(len(b))
         if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth'); write_quality(store, quality)
-    if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}')
+        checked = _compare_layered(store, rows, spec, checker) if checker and rows else None
+    if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}'
+                       + (f'\n{layered_line(layered_summary(checked), checker.name)}' if checked else ''))
     return meta
+
+# %% ../nbs/09_depth.ipynb #eac8ba43
+def layered_difference(model_m: np.ndarray, layered_m: np.ndarray, mask: np.ndarray) -> dict:
+    "`person_m`: the median of model minus layered depth (metres, H x W) over boolean `mask`; `scene_m`: the median absolute difference elsewhere (None: no pixel)."
+    diff = np.asarray(model_m, np.float32) - layered_m
+    median = lambda v: round(float(np.median(v)), 3) if v.size else None
+    return dict(person_m=median(diff[mask]), scene_m=median(np.abs(diff[~mask])))
+
+# %% ../nbs/09_depth.ipynb #9c60ca0a
+LAYERED_FIELDS = ['id', 'person_m', 'scene_m']  # the columns of layered_check.csv
+
+def _geometry_model(store, spec: DepthSpec) -> DepthBackend:
+    "The backgrounds' model that `geometry.json` of `store` names, built from `spec`'s weights or preset and checked against the record."
+    rec, where = read_json(store, GEOMETRY_RECORD), store.path(GEOMETRY_RECORD)
+    if not isinstance(rec, dict) or rec.get('backend') not in set(BACKENDS) - {'layered'}: raise BadInput(where, f'no backgrounds\' model recorded; run `depthseg geometry {store}` first')
+    try: model = depth_backend(DepthSpec(rec['backend'], spec.weights, spec.preset, rec.get('resolution'), spec.batch_size))
+    except (BadArgument, ValueError, TypeError) as e: raise BadArgument(f"layered depth is checked against the backgrounds' model ({rec['backend']}, {where}): {e}; or give --compare 0") from None
+    if model.weights_sha256 != rec.get('weights_sha256'): raise BadArgument(f"the weights given are not those that made the backgrounds' depth ({where}); give those, or --compare 0")
+    return model
+
+def _compare_layered(store, rows: list[dict], spec: DepthSpec, model: DepthBackend) -> list[dict]:
+    "Run `model` on `spec.compare` composites spread evenly over `rows`; write its maps and `layered_check.csv`; return the figures."
+    layered, size = layered_backend(), spec.batch_size or default_batch_size(model.resolution)
+    picked, out = [rows[i * len(rows) // spec.compare] for i in range(min(spec.compare, len(rows)))], []
+    store.clean(DEPTH_MODEL); store.makedirs(DEPTH_MODEL)
+    for batch in (picked[k:k + size] for k in range(0, len(picked), size)):
+        images = composite_pixels(store, batch)
+        for r, m, l in zip(batch, model.label(batch, images, store) * model.far_limit, layered.label(batch, images, store) * layered.far_limit):
+            store.write(model_depth_file(r['id']), encode_maps(np.minimum(m / layered.far_limit, 1))[0])
+            out.append(dict(id=r['id']) | layered_difference(m[..., 0], l[..., 0], _composite_mask(store, r)))
+    write_table(store, LAYERED_CHECK, out, LAYERED_FIELDS)
+    return out
+
+# %% ../nbs/09_depth.ipynb #6dfa7f09
+def read_layered_check(store) -> list[dict]:
+    "Rows of `layered_check.csv` of `store`, checked (composites of the manifest, once each; figures finite, within 1 km); `BadInput` naming the line where not."
+    ids, where, out = {r['id'] for r in iter_manifest(store)}, store.path(LAYERED_CHECK), {}
+    try:
+        for line, r in enumerate(iter_table(store, LAYERED_CHECK), 2):
+            try:
+                if None in r.values() or None in r: raise ValueError(f'{len(LAYERED_FIELDS)} columns expected')
+                if r.get('id') not in ids or r['id'] in out: raise ValueError(f"id {str(r.get('id'))[:80]!r} is not one of the manifest's, or comes twice")
+                figures = {k: float(r[k]) if r[k] else None for k in LAYERED_FIELDS[1:]}
+                if not all(v is None or abs(v) <= 1000 for v in figures.values()): raise ValueError('a figure is not a finite number of metres')
+                out[r['id']] = dict(id=r['id']) | figures
+            except (KeyError, ValueError, TypeError, AttributeError) as e: raise BadInput(f'{where} line {line}', f'not a row of layered-depth figures ({e})') from None
+    except (csv.Error, UnicodeDecodeError) as e: raise BadInput(where, f'not readable as CSV ({e})') from None
+    return list(out.values())
+
+# %% ../nbs/09_depth.ipynb #9473df7f
+def layered_summary(rows: list[dict]) -> dict:
+    "For the card: how many composites, the median and 95th percentile of each figure (absolute for `scene_m`), and the composite the person figure is worst for."
+    figures = {k: np.array([r[k] for r in rows if r[k] is not None]) for k in LAYERED_FIELDS[1:]}
+    worst = max((r for r in rows if r['person_m'] is not None), key=lambda r: abs(r['person_m']), default=None)
+    return dict(n=len(rows), worst=worst and worst['id'], worst_m=worst and worst['person_m'],
+                **{k: dict(median=round(float(np.median(v)), 3), p95_abs=round(float(np.percentile(np.abs(v), 95)), 3)) if v.size else None for k, v in figures.items()})
+
+def layered_line(s: dict, model: str) -> str:
+    "One line of summary `s` for the stage's output."
+    p, sc = s['person_m'], s['scene_m']
+    return f"layered depth against {model} on {s['n']} composites: person {p['median']:+.2f} m (median; 95% within {p['p95_abs']:.2f} m), scene {sc['median']:.2f} m" if p and sc else f"layered depth against {model}: no figures"
 
 # %% ../nbs/09_depth.ipynb #028aef75
 def _grey(x, training=False): return (x[..., :1] + x[..., 1:2] + x[..., 2:]) / 3

@@ -13,13 +13,13 @@ from typing import NamedTuple
 # %% auto #0
 __all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'GATHERED', 'GATHER_STATE', 'PREVIEW', 'CUT_STATE', 'COMPOSITES', 'MASKS',
            'DEPTH', 'DEPTH16', 'MANIFEST', 'MANIFEST_FIELDS', 'COMPOSITES_RECORD', 'DEPTH_RECORD', 'FLOOR_FIELDS',
-           'STAGE_STATS', 'DEPTH_QUALITY', 'BG_DEPTH', 'BG_FLOOR', 'GEOMETRY_RECORD', 'FG_HEIGHTS', 'CARD_JSON',
-           'CARD_MD', 'CARD', 'CARD_PICTURES', 'FG_ALPHA', 'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE',
-           'TABLES', 'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS', 'source_ids', 'id_number',
-           'source_file', 'bg_file', 'fg_files', 'sources_table', 'rejects_table', 'gathered_file', 'preview_sheet',
-           'cut_record', 'composite_id', 'composite_files', 'composite_bg', 'depth_files', 'geometry_files', 'ImageSet',
-           'pull_state', 'shard_name', 'tfrecord_name', 'Stage', 'made_after', 'made_from', 'escapes', 'name_problem',
-           'row_problem', 'folder_table']
+           'STAGE_STATS', 'DEPTH_QUALITY', 'BG_DEPTH', 'BG_FLOOR', 'GEOMETRY_RECORD', 'FG_HEIGHTS', 'LAYERED_CHECK',
+           'DEPTH_MODEL', 'CARD_JSON', 'CARD_MD', 'CARD', 'CARD_PICTURES', 'FG_ALPHA', 'SETS', 'PER_BACKGROUND',
+           'SHARD_INDEX', 'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS',
+           'source_ids', 'id_number', 'source_file', 'bg_file', 'fg_files', 'sources_table', 'rejects_table',
+           'gathered_file', 'preview_sheet', 'cut_record', 'composite_id', 'composite_files', 'composite_bg',
+           'depth_files', 'geometry_files', 'model_depth_file', 'ImageSet', 'pull_state', 'shard_name', 'tfrecord_name',
+           'Stage', 'made_after', 'made_from', 'escapes', 'name_problem', 'row_problem', 'folder_table']
 
 # %% ../nbs/00_layout.ipynb #1126ea09
 BG, FG, FG_MASK = 'bg', 'fg', 'fg_mask'  # folders (and id prefixes) of backgrounds, foregrounds and their masks
@@ -107,10 +107,16 @@ def geometry_files(bg: str) -> tuple[str, str]:
     "Paths of the depth and the floor of background `bg` (`bg_007`)."
     return source_file(BG_DEPTH, bg), source_file(BG_FLOOR, bg)
 
+LAYERED_CHECK, DEPTH_MODEL = 'layered_check.csv', 'bgfg_depth_model'  # layered depth against the backgrounds' model run on a sample of composites: the figures, the model's maps
+
+def model_depth_file(id_: str) -> str:
+    "Path of the map the backgrounds' model made of composite `id_`, to check its layered depth."
+    return f'{DEPTH_MODEL}/{id_}.png'
+
 # %% ../nbs/00_layout.ipynb #3c9c47eb
 CARD_JSON, CARD_MD, CARD = 'dataset.json', 'DATASET.md', 'card'
 CARD_PICTURES = {'samples': f'{CARD}/samples.png', 'histograms': f'{CARD}/histograms.png', 'placements': f'{CARD}/placements.png',
-                 'quality': f'{CARD}/quality.png'}
+                 'quality': f'{CARD}/quality.png', 'floor': f'{CARD}/floor.png', 'layered': f'{CARD}/layered.png'}
 
 # %% ../nbs/00_layout.ipynb #b7026054
 FG_ALPHA = 'fg_alpha'  # the set of the foregrounds' alpha channels
@@ -166,7 +172,7 @@ STAGES = {  # in the order they run
     'foregrounds': Stage((FG, FG_MASK, sources_table(FG), rejects_table(FG)), sources_table(FG)),
     'geometry': Stage((BG_DEPTH, BG_FLOOR, FG_HEIGHTS, GEOMETRY_RECORD), GEOMETRY_RECORD, ('backgrounds', 'foregrounds')),
     'composites': Stage((COMPOSITES, MASKS, MANIFEST, COMPOSITES_RECORD), COMPOSITES_RECORD, ('backgrounds', 'foregrounds')),
-    'depth': Stage((DEPTH, DEPTH16, DEPTH_QUALITY, DEPTH_RECORD), DEPTH_RECORD, ('composites',)),
+    'depth': Stage((DEPTH, DEPTH16, DEPTH_QUALITY, DEPTH_RECORD, LAYERED_CHECK, DEPTH_MODEL), DEPTH_RECORD, ('composites',)),
     'stats': Stage((CARD_JSON, CARD_MD, CARD, STAGE_STATS), CARD_JSON, ('composites', 'depth'))}  # stage_stats.json: figures for the card
 LOCK = '.depthseg.lock'  # held by the one process writing to a dataset
 
@@ -185,8 +191,8 @@ _N = r'[0-9]{3,9}'
 _CID = rf'(bg_{_N})_fg_{_N}_(?:orig|flip)_[0-9]{{2,6}}'  # a composite id; group 1 its background
 _FILES = re.compile('|'.join([
     rf'{BG}/bg_{_N}\.jpg', rf'{FG}/fg_{_N}\.png', rf'{FG_MASK}/fg_mask_{_N}\.png', rf'{BG_DEPTH}/bg_depth_{_N}\.png', rf'{BG_FLOOR}/bg_floor_{_N}\.png',
-    rf'{COMPOSITES}/(bg_{_N})/{_CID}\.jpg', rf'(?:{MASKS}|{DEPTH16})/(bg_{_N})/{_CID}\.png', rf'{DEPTH}/(bg_{_N})/{_CID}\.(?:png|jpg)',
-    *map(re.escape, [MANIFEST, COMPOSITES_RECORD, DEPTH_RECORD, DEPTH_QUALITY, GEOMETRY_RECORD, FG_HEIGHTS, STAGE_STATS, CARD_JSON, CARD_MD, *CARD_PICTURES.values(),
+    rf'{COMPOSITES}/(bg_{_N})/{_CID}\.jpg', rf'(?:{MASKS}|{DEPTH16})/(bg_{_N})/{_CID}\.png', rf'{DEPTH}/(bg_{_N})/{_CID}\.(?:png|jpg)', rf'{DEPTH_MODEL}/{_CID}\.png',
+    *map(re.escape, [MANIFEST, COMPOSITES_RECORD, DEPTH_RECORD, DEPTH_QUALITY, LAYERED_CHECK, GEOMETRY_RECORD, FG_HEIGHTS, STAGE_STATS, CARD_JSON, CARD_MD, *CARD_PICTURES.values(),
                      *(t(k) for t in (sources_table, rejects_table) for k in (BG, FG))])]))
 
 def escapes(path: str) -> str | None:
@@ -233,6 +239,7 @@ FOLDERS = [
     (f'{DEPTH16}/bg_NNN/', 'the same depth maps in 16 bits (with `--full-precision`)', 'depthseg depth DATASET --full-precision'),
     (DEPTH_RECORD, 'the labeller, its weights\' SHA-256, resolution, and what the stored values mean: kind, units, 0 and the maximum, licence', 'depthseg depth DATASET'),
     (DEPTH_QUALITY, 'the depth labels\' quality, one row per composite: flip and background consistency, the person\'s depth against the ground under its feet, a flag', 'depthseg depth DATASET'),
+    (f'{LAYERED_CHECK}, {DEPTH_MODEL}/', 'layered depth only: the backgrounds\' model run on a sample of composites (its maps, 8-bit, 255 = 10 m) and how it differs from the layered depth, in metres', 'depthseg depth DATASET --backend layered'),
     (STAGE_STATS, 'statistics the stages gathered while they held the pixels', 'the composites and depth stages'),
     (f'{CARD_JSON}, {CARD_MD}, {CARD}/', 'every set\'s count, dimensions, size, exact mean and std; parameters, versions; pictures', 'depthseg stats DATASET'),
     (f'{sources_table(BG)}, {sources_table(FG)}', 'each output\'s source file, its SHA-256 and perceptual hash', 'the first two stages'),

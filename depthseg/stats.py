@@ -14,12 +14,12 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from .composites import CompositesJob
-from .depth import FOOT_GAP, QUALITY_FIELDS, foot_flag, quality_summary, read_quality_table
+from .composites import CompositesJob, paste, placements, read_sources
+from .depth import FOOT_GAP, QUALITY_FIELDS, foot_flag, layered_summary, quality_summary, read_layered_check, read_quality_table
 from .core import BadArgument, BadInput, atomic_path, check_range, atomic_write, parallel_map
-from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_QUALITY,
-                             DEPTH_RECORD, FG,                              FG_ALPHA, FG_MASK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file, composite_bg, composite_files, depth_files,
-                             fg_files, made_after)
+from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_QUALITY, DEPTH_RECORD, FG,
+                             FG_ALPHA, FG_HEIGHTS, FG_MASK, GEOMETRY_RECORD, LAYERED_CHECK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file,
+                             composite_bg, composite_files, depth_files, fg_files, made_after, model_depth_file)
 from .pixels import LEVELS, PixelStats, merge_stats, stage_stats
 from .store import FolderStore, check_dataset, iter_manifest, lineage, read_json
 
@@ -106,13 +106,30 @@ def _quality_markdown(q: dict, depth: dict) -> list[str]:
                     else "No background's depth changes under a pasted person."]
 
 # %% ../nbs/10_stats.ipynb #f52bb740
+_SHOWN = {'quality': 'depth_quality', 'floor': 'floor', 'layered': 'layered_check'}  # pictures only some cards have: the entry of the card they show
+
+def _floor_markdown(card: dict) -> list[str]:
+    "The card's lines on floor placement and on layered depth against the backgrounds' model, where it has them."
+    lines = []
+    if f := card.get('floor'):
+        s, d = f['scale'], f['foot_depth_m']
+        lines += ['', '## Floor placement', '', f"Pasted height over the cut-out's own: median {s['median']:.2f} (5th to 95th percentile {s['p5']:.2f} to {s['p95']:.2f}; "
+                  f"random placement: 1). Depth of the feet: median {d['median']:.1f} m ({d['p5']:.1f} to {d['p95']:.1f} m)."]
+    if (c := card.get('layered_check')) and c['person_m'] and c['scene_m']:
+        p = c['person_m']
+        lines += ['', '## Layered depth against the model', '', f"The depth stage ran the backgrounds' model ({c['model']}) on {c['n']} composites and compared its depth with their layered depth "
+                  f"(`{LAYERED_CHECK}`). Over the person, model minus layered: median {p['median']:+.2f} m, 95% within {p['p95_abs']:.2f} m (above 0: the model sees the person farther "
+                  f"than the floor under its feet; worst {c['worst']}, {c['worst_m']:+.2f} m). Elsewhere the median absolute difference is {c['scene_m']['median']:.2f} m."]
+    return lines
+
 def card_markdown(card: dict) -> str:
     "The text of `DATASET.md` for `card` (the contents of `dataset.json`)."
     lines = [f"# Dataset card: {card['name']}", '', f"Made by depthseg {card['versions']['depthseg']}."]
     if comp := card.get('composites'):
-        mirrored = ', and as many mirrored' if comp['flip'] else ''
-        lines += ['', f"Composites: every foreground on every background at {comp['positions']} random place{'s' * (comp['positions'] != 1)}{mirrored}, "
-                      f"seed {comp['seed']}, JPEG quality {comp['quality']}."]
+        mirrored, places = ', and as many mirrored' if comp['flip'] else '', f"{comp['positions']} {'random ' * (comp.get('placement') != 'floor')}place{'s' * (comp['positions'] != 1)}"
+        floor = (f" Placed on the floor: feet on the background's floor, each cut-out sized by its height (`{FG_HEIGHTS}`) at that depth, with a vertical field of view of "
+                 f"{comp['fov']:g} degrees where the camera is not known; {'nearer background in front' if comp['occlusion'] else 'no occlusion'}.") if comp.get('placement') == 'floor' else ''
+        lines += ['', f"Composites: every foreground on every background at {places}{mirrored}, seed {comp['seed']}, JPEG quality {comp['quality']}.{floor}"]
     if depth := card.get('depth'):
         m, at = depth['labels'], f" at {'x'.join(map(str, depth['resolution']))}" if depth['resolution'] else ''
         lines += ['', '## Depth labels', '', f"- Kind: {m['kind']}; units: {m['units']}", f"- 0 means: {m['zero']}; the maximum: {m['maximum']}",
@@ -124,7 +141,8 @@ def card_markdown(card: dict) -> str:
         lines += ['', f'## {SETS[name].title} ({name})', '', f"- Number of images: {s['images']:,}", f'- Image dimensions: {dims}',
                   f'- Size on disk: {size}', f"- Mean: {_floats(s['mean'])}", f"- Std: {_floats(s['std'])}"]
     if quality := card.get('depth_quality'): lines += _quality_markdown(quality, card['depth'])
-    pictures = [f'![{k}]({v})' for k, v in CARD_PICTURES.items() if k != 'quality' or quality]
+    lines += _floor_markdown(card)
+    pictures = [f'![{k}]({v})' for k, v in CARD_PICTURES.items() if k not in _SHOWN or _SHOWN[k] in card]
     return '\n'.join(lines + ['', '## Pictures'] + [l for p in pictures for l in ('', p)]) + '\n'
 
 # %% ../nbs/10_stats.ipynb #e4cb97c7
@@ -256,7 +274,85 @@ def _quality_picture(dataset: Path, q: dict, path: Path):
         fig.tight_layout(); _save(fig, path)
     return fig
 
+# %% ../nbs/10_stats.ipynb #382ad9fd
+_CELL = 8  # pixels: the side of a cell of the foot-point heat map
+
+def _floor_figures(dataset: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    "Summary of the floor placements of `dataset` for the card (5th, 50th and 95th percentiles), foot points per `_CELL` x `_CELL` pixels of the background, and each composite's scale."
+    store = FolderStore(dataset)
+    heights = {k: s.size[1] for k, s in read_sources(store, FG).items()}
+    with Image.open(dataset/bg_file(next(iter_manifest(store))['bg'])) as bg: w, h = bg.size
+    feet, scales, depths = np.zeros((-(-h // _CELL), -(-w // _CELL))), [], []
+    for r in iter_manifest(store):
+        try: x, y, scale, depth = int(r['foot_x']), int(r['foot_y']), int(r['height']) / heights[r['fg']], float(r['foot_depth_m'])
+        except (KeyError, ValueError) as e: raise BadInput(store.path(MANIFEST), f"{r['id']}: no floor placement ({e!r}); the card expects the columns of --placement floor") from None
+        feet[min(max(y, 0), h - 1) // _CELL, min(max(x, 0), w - 1) // _CELL] += 1; scales.append(scale); depths.append(depth)
+    spread = lambda v: dict(zip(('p5', 'median', 'p95'), (round(float(p), 3) for p in np.percentile(v, (5, 50, 95)))))
+    return dict(composites=len(scales), scale=spread(scales), foot_depth_m=spread(depths)), feet, np.array(scales)
+
+# %% ../nbs/10_stats.ipynb #e5cbab98
+def _random_twin(store, r: dict) -> Image.Image:
+    "The composite random placement (the reference's) makes of the pair, side and index of floor-placed manifest row `r`."
+    comp = read_json(store, COMPOSITES_RECORD)
+    job = CompositesJob(positions=comp['positions'], flip=comp['flip'], seed=comp['seed'])
+    sizes = [Image.open(store.path(f)).size for f in (bg_file(r['bg']), fg_files(r['fg'])[0])]
+    p = next(p for p in placements(r['bg'], r['fg'], *sizes, job) if (p.flip, p.index) == (r['flip'] == '1', int(r['index'])))
+    return paste(store, p)[0]
+
+def _floor_picture(dataset: Path, picks: list[dict], feet: np.ndarray, scales: np.ndarray, path: Path):
+    "Draw manifest rows `picks` of floor-placed `dataset` beside their random twins, the foot points `feet` and the `scales`, in PNG `path`; returns the figure."
+    import matplotlib.pyplot as plt
+    store = FolderStore(dataset)
+    with _style():
+        fig = plt.figure(figsize=(_WIDTH / 100, 7.2)); grid = fig.add_gridspec(3, len(picks), height_ratios=(1, 1, 1.4))
+        for j, r in enumerate(picks):
+            for i, (im, title) in enumerate(((_random_twin(store, r), f"random: {r['bg']} {r['fg']}"), (Image.open(dataset/r['image']), f"floor: {float(r['height_m']):.2f} m at {float(r['foot_depth_m']):.1f} m"))):
+                ax = _bare(fig.add_subplot(grid[i, j])); ax.imshow(np.asarray(im)); ax.set_title(title, fontsize=8)
+        half = len(picks) // 2
+        h, w = np.asarray(Image.open(dataset/picks[0]['image'])).shape[:2]
+        ax = fig.add_subplot(grid[2, :half]); im = ax.imshow(feet, cmap='viridis', extent=(0, w, h, 0)); fig.colorbar(im, ax=ax, label=f'foot points per {_CELL}x{_CELL} pixels')
+        ax.set(title=f'Foot points of {int(feet.sum()):,} composites', xlabel='x (pixels)', ylabel='y (pixels)')
+        ax = fig.add_subplot(grid[2, half:]); ax.hist(scales, bins=30, color='tab:blue'); ax.axvline(1, color='tab:red', label='random placement: 1')
+        ax.set(title='Scale of the pasted cut-outs', xlabel='pasted height / cut-out height', ylabel='composites'); ax.legend(fontsize=8)
+        fig.tight_layout(); _save(fig, path)
+    return fig
+
+# %% ../nbs/10_stats.ipynb #ae3b8dc1
+def _layered_picture(dataset: Path, rows: list[dict], path: Path, k: int = 3):
+    "Draw `k` of the checked composites `rows` of `dataset` (worst person figure first) with their layered and model depth, and both figures' distribution, in PNG `path`; returns the figure."
+    import matplotlib.pyplot as plt
+    ranked = sorted(rows, key=lambda r: -abs(r['person_m'] or 0)); picks = ranked[:1] + ranked[1:][::max(1, len(ranked) // k)][:k - 1]
+    with _style():
+        fig = plt.figure(figsize=(_WIDTH / 100, 1.9 * len(picks) + 2.6)); grid = fig.add_gridspec(len(picks) + 1, 4, height_ratios=(1,) * len(picks) + (1.3,))
+        for i, r in enumerate(picks):
+            files = composite_files(composite_bg(r['id']), r['id'])[0], depth_files(composite_bg(r['id']), r['id'])[0], model_depth_file(r['id'])
+            image, layered, model = (np.asarray(Image.open(dataset/f)) for f in files)
+            for j, (x, title, kw) in enumerate(((image, r['id'].replace('_fg', '\nfg'), {}), (layered / 255 * 10, 'layered depth (m)', dict(cmap='magma', vmin=0, vmax=10)),
+                                                (model / 255 * 10, "the model's depth (m)", dict(cmap='magma', vmin=0, vmax=10)),
+                                                ((model.astype(float) - layered) / 255 * 10, f"model - layered: person {r['person_m']:+.2f} m", dict(cmap='RdBu_r', vmin=-1, vmax=1)))):
+                ax = _bare(fig.add_subplot(grid[i, j])); im = ax.imshow(x, **kw); ax.set_title(title, fontsize=8)
+                if j > 0: fig.colorbar(im, ax=ax, fraction=.046, pad=.02)
+        for j, (key, label) in enumerate((('person_m', 'person: model - layered (m)'), ('scene_m', 'elsewhere: |model - layered| (m)'))):
+            ax = fig.add_subplot(grid[-1, 2 * j:2 * j + 2]); ax.hist([r[key] for r in rows if r[key] is not None], bins=20, color='tab:blue'); ax.axvline(0, color='tab:red', lw=1)
+            ax.set(title=f'{label}, {len(rows)} composites', xlabel='metres', ylabel='composites' if j == 0 else None)
+        fig.tight_layout(); _save(fig, path)
+    return fig
+
 # %% ../nbs/10_stats.ipynb #5fd53960
+def _optional_pictures(dataset: Path, card: dict, picks: list[dict]) -> dict:
+    "Draw the pictures only some datasets have (label quality, floor placement, layered depth against the model), remove stale ones; their summaries."
+    store, out = FolderStore(dataset), {}
+    if card.get('composites', {}).get('placement') == 'floor':
+        out['floor'], feet, scales = _floor_figures(dataset); _floor_picture(dataset, picks, feet, scales, dataset/CARD_PICTURES['floor'])
+    if card.get('depth', {}).get('backend') == 'layered' and store.exists(LAYERED_CHECK):
+        checked, rec = read_layered_check(store), read_json(store, GEOMETRY_RECORD)
+        out['layered_check'] = layered_summary(checked) | dict(model=str(rec.get('backend'))[:40] if isinstance(rec, dict) else None)
+        _layered_picture(dataset, checked, dataset/CARD_PICTURES['layered'])
+    if 'depth_quality' in card: _quality_picture(dataset, card['depth_quality'], dataset/CARD_PICTURES['quality'])
+    for k, there in _SHOWN.items():
+        if there not in card | out: (dataset/CARD_PICTURES[k]).unlink(missing_ok=True)  # of an earlier card
+    return out
+
 def _records(dataset: Path, n: int) -> dict:
     "What the composites and depth records say, for the card."
     store, out = FolderStore(dataset), {}
@@ -290,11 +386,10 @@ def write_card(
         card['made_from'] = lineage(store, 'stats')
         if n:
             (dataset/CARD).mkdir(exist_ok=True)
-            _sample_sheet(dataset, _sample_rows(store, n), dataset/CARD_PICTURES['samples'])
+            _sample_sheet(dataset, picks := _sample_rows(store, n), dataset/CARD_PICTURES['samples'])
             _histograms(stats, dataset/CARD_PICTURES['histograms'])
             _heat_map(dataset, n, dataset/CARD_PICTURES['placements'])
-            if 'depth_quality' in card: _quality_picture(dataset, card['depth_quality'], dataset/CARD_PICTURES['quality'])
-            else: (dataset/CARD_PICTURES['quality']).unlink(missing_ok=True)  # of an earlier card
+            card |= _optional_pictures(dataset, card, picks)
         atomic_write(dataset/CARD_MD, card_markdown(card).encode())
         atomic_write(dataset/CARD_JSON, json.dumps(card, indent=1).encode())  # last: a card with its record is complete
     if progress: print(f'card: {dataset/CARD_MD}, {dataset/CARD_JSON} and pictures in {dataset/CARD}')
