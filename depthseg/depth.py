@@ -699,7 +699,7 @@ def _geometry_model(store, spec: DepthSpec) -> DepthBackend:
     rec, where = read_json(store, GEOMETRY_RECORD), store.path(GEOMETRY_RECORD)
     if not isinstance(rec, dict) or rec.get('backend') not in set(BACKENDS) - {'layered'}: raise BadInput(where, f'no backgrounds\' model recorded; run `depthseg geometry {store}` first')
     try: model = depth_backend(DepthSpec(rec['backend'], spec.weights, spec.preset, rec.get('resolution'), spec.batch_size))
-    except (BadArgument, ValueError, TypeError) as e: raise BadArgument(f"layered depth is checked against the backgrounds' model ({rec['backend']}, {where}): {e}; or give --compare 0") from None
+    except (BadArgument, ValueError, TypeError) as e: raise BadArgument(f"layered depth is checked against the backgrounds' model ({rec['backend']}, {where}): {str(e).rstrip('.')}; or give --compare 0") from None
     if model.weights_sha256 != rec.get('weights_sha256'): raise BadArgument(f"the weights given are not those that made the backgrounds' depth ({where}); give those, or --compare 0")
     return model
 

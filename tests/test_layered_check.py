@@ -99,3 +99,22 @@ def test_random_dataset_card_has_no_floor_pictures(dataset):
     make_composites(dataset, CompositesJob(positions=1), workers=1, progress=False)
     card = write_card(dataset, workers=1, progress=False)
     assert 'floor' not in card and not (dataset/CARD_PICTURES['floor']).exists() and not (dataset/CARD_PICTURES['layered']).exists()
+
+
+def test_densedepth_checks_through_its_weights(sources, tmp_path):
+    "DenseDepth as published (nyu.h5 layout, random weights here) named by geometry.json: the command line needs its --weights and runs it on the composites."
+    from depthseg.depth import depth_backend
+    from depthseg.testing import reference_nyu_h5
+    ds, nyu = Path(shutil.copytree(sources, tmp_path/'ds')), tmp_path/'nyu.h5'
+    reference_nyu_h5(nyu)
+    make_geometry(ds, DepthSpec('exact'), progress=False)  # the scenes' floors; their depth recorded as DenseDepth's, as if it had made them
+    record = json.loads((ds/GEOMETRY_RECORD).read_text())
+    (ds/GEOMETRY_RECORD).write_text(json.dumps(record | dict(backend='densedepth', weights_sha256=depth_backend(DepthSpec(weights=nyu)).weights_sha256, resolution=[64, 64])))
+    make_composites(ds, CompositesJob(positions=1, placement='floor'), backgrounds=3, foregrounds=3, progress=False)
+    run = lambda *a: subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(ds), '--backend', 'layered', *a], capture_output=True, text=True)
+    r = run()
+    assert r.returncode == 2 and 'needs its pretrained weights' in r.stderr and not (ds/'depth.json').exists(), r.stderr  # refused before labelling
+    r = run('--weights', str(nyu), '--compare', '4')
+    assert r.returncode == 0 and 'layered depth against densedepth on 4 composites' in r.stdout, r.stderr
+    rows = read_layered_check(FolderStore(ds))
+    assert len(rows) == 4 and all(np.isfinite(r['person_m']) and r['scene_m'] >= 0 for r in rows)
