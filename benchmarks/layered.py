@@ -91,8 +91,8 @@ def main():
     n, total = b * f * job.per_pair, args.sources ** 2 * job.per_pair
     t_comp, c_comp = timed(make_composites, ds, job, backgrounds=b, foregrounds=f, workers=args.workers, progress=False)
     warm = min(32, n // 4)
-    make_depth(ds, DepthSpec('layered'), limit=warm, progress=False)  # TensorFlow imported (the stage decodes JPEG with it), a few maps made
-    t_depth, c_depth = timed(make_depth, ds, DepthSpec('layered'), progress=False)
+    make_depth(ds, DepthSpec('layered', compare=0), limit=warm, progress=False)  # TensorFlow imported (the stage decodes JPEG with it), a few maps made
+    t_depth, c_depth = timed(make_depth, ds, DepthSpec('layered', compare=0), progress=False)  # the rooms' depth is rendered: no model to check against
     t_depth, c_depth = t_depth * n / (n - warm), c_depth * n / (n - warm)  # as if it had made all n
     lean = root/'lean'  # the dataset as it could ship: sources, geometry and manifest, no composites, masks or depth maps
     shutil.copytree(ds, lean, ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask', 'bgfg_depth'))

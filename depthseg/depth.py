@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .backgrounds import CROPS, square
-from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, is_url, optional_import
+from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, is_url, optional_import, parallel_map
 from .floor import foot_point, layered_depth, read_scene
 from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_MODEL, DEPTH_QUALITY, DEPTH_RECORD, GEOMETRY_RECORD, LAYERED_CHECK, MANIFEST,
                              bg_file, composite_bg, depth_files, model_depth_file, name_problem, sources_table)
@@ -33,14 +33,14 @@ from .store import check_dataset, check_lineage, check_record, iter_manifest, it
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'PNG_OPTIONS', 'FOOT_GAP',
-           'QUALITY_FIELDS', 'QUALITY_RANGES', 'FLIP_AVERAGED', 'LAYERED_FIELDS', 'gpu_summary', 'densedepth_model',
-           'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend',
-           'depth_anything_backend', 'preset_sha256', 'ExactBackend', 'scene_depth', 'exact_backend', 'LayeredBackend',
-           'layered_backend', 'align_disparity', 'Resolution', 'DepthSpec', 'depth_backend', 'default_batch_size',
-           'quantize', 'encode_maps', 'foot_flag', 'composite_quality', 'checked_quality', 'read_quality',
-           'write_quality', 'read_quality_table', 'quality_summary', 'quality_line', 'depth_record', 'calibration_rows',
-           'plan_depth', 'composite_pixels', 'label_batch', 'make_depth', 'layered_difference', 'read_layered_check',
-           'layered_summary', 'layered_line', 'null_backend']
+           'QUALITY_FIELDS', 'QUALITY_RANGES', 'FLIP_AVERAGED', 'PART', 'LAYERED_FIELDS', 'gpu_summary',
+           'densedepth_model', 'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess',
+           'densedepth_backend', 'depth_anything_backend', 'preset_sha256', 'ExactBackend', 'scene_depth',
+           'exact_backend', 'LayeredBackend', 'layered_backend', 'align_disparity', 'Resolution', 'DepthSpec',
+           'depth_backend', 'default_batch_size', 'quantize', 'encode_maps', 'foot_flag', 'composite_quality',
+           'checked_quality', 'read_quality', 'write_quality', 'read_quality_table', 'quality_summary', 'quality_line',
+           'depth_record', 'calibration_rows', 'plan_depth', 'composite_pixels', 'label_batch', 'make_depth',
+           'layered_difference', 'read_layered_check', 'layered_summary', 'layered_line', 'null_backend']
 
 # %% ../nbs/09_depth.ipynb #d08c11e5
 def gpu_summary() -> str:
@@ -588,7 +588,7 @@ def _read_batch(rows: list[dict], spec: DepthSpec, store, there: set[str] | None
     there = store.present(files) if there is None else there.intersection(files)
     jpegs = [store.read(r['image']) for r in rows]
     masks = None if len(there) == len(files) else [_composite_mask(store, r) for r in rows]
-    return _Batch(rows, outs, there, jpegs, [decode_jpeg(j).numpy() for j in jpegs], masks)
+    return _Batch(rows, outs, there, jpegs, [np.asarray(Image.open(io.BytesIO(j)).convert('RGB')) for j in jpegs], masks)  # Pillow: no TensorFlow in worker processes
 
 # %% ../nbs/09_depth.ipynb #dab825bf
 def _dispatch(b: _Batch, spec: DepthSpec, store, model: DepthBackend) -> Callable[[], tuple[np.ndarray | None, dict]]:
@@ -648,17 +648,43 @@ def _pipelined(items: list, read: Callable, dispatch: Callable, finish: Callable
             while len(done) > ahead or done and done[0].done(): yield done.popleft().result()
         while done: yield done.popleft().result()
 
+def _in_order(rows: list[dict], spec: DepthSpec, store, model: DepthBackend, progress: bool) -> Iterator:
+    "`label_batch` of every batch of `rows` in order, pipelined: the model called here, reads and writes on threads; with a progress bar."
+    size = spec.batch_size or default_batch_size(model.resolution)
+    batches = [rows[i:i + size] for i in range(0, len(rows), size)]
+    there = store.present(f for r in rows for f in depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision])  # one listing per folder
+    with tqdm(total=len(rows), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
+        for b, out in zip(batches, _pipelined(batches, lambda b: _read_batch(b, spec, store, there), lambda b: _dispatch(b, spec, store, model),
+                                              lambda b, maps: _finish(b, maps, spec, store, model))):
+            bar.update(len(b)); yield out
+
+def _label_part(rows: list[dict], spec: DepthSpec, store, model: DepthBackend) -> tuple[int, dict[str, PixelStats], list[dict]]:
+    "`label_batch` of part of one background's `rows`, batch by batch, with one listing of their maps: a worker process's unit where no network labels."
+    there, size = store.present(f for r in rows for f in depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision]), spec.batch_size or 32
+    done = [_finish(b, _dispatch(b, spec, store, model), spec, store, model) for b in (_read_batch(rows[i:i + size], spec, store, there) for i in range(0, len(rows), size))]
+    return sum(n for n, _, _ in done), merge_stats([s for _, s, _ in done]), [q for _, _, qs in done for q in qs]
+
+PART = 1024  # composites of one background a worker process labels at a time, where no network labels (exact, layered)
+
+def _in_processes(rows: list[dict], spec: DepthSpec, store, model: DepthBackend, workers: int | None, progress: bool) -> Iterator:
+    "`_label_part` of parts of each background's `rows` on `workers` processes, in any order."
+    by_bg: dict[str, list[dict]] = {}
+    for r in rows: by_bg.setdefault(r['bg'], []).append(r)
+    parts = [g[i:i + PART] for g in by_bg.values() for i in range(0, len(g), PART)]
+    return parallel_map(partial(_label_part, spec=spec, store=store, model=model), parts, workers, desc=f'depth ({model.name})', unit='img', progress=progress, total=len(rows), weight=len)
+
 # %% ../nbs/09_depth.ipynb #0dc15009
 def make_depth(
     dataset, # dataset folder with `manifest.csv` and the composites
     spec:DepthSpec=DepthSpec(), # the backend, its weights, resolution, batch size and stored format
     model:DepthBackend|None=None, # a backend already built from `spec` (default: build it)
     limit:int|None=None, # only the first N composites of the manifest (default: all)
+    workers:int|None=None, # processes for the backends without a network, exact and layered (default: all cores); the output does not depend on it
     wait:bool=False, # wait for another run on this dataset to finish instead of stopping
     progress:bool=True, # show a progress bar and a summary
 ) -> dict:
     "Write a depth map for every composite of `dataset`, on one scale for the whole dataset, and measure the labels' quality; return the record."
-    check_range(1, limit=limit)
+    check_range(1, limit=limit, workers=workers)
     store = open_store(dataset)
     with store.hold('depth', wait):
         check_dataset(store, ('composites',))  # finished, and made from the sources there
@@ -670,14 +696,9 @@ def make_depth(
         for folder in (DEPTH, DEPTH16)[:1 + spec.full_precision]:
             store.clean(folder)
             for bg in dict.fromkeys(r['bg'] for r in rows): store.makedirs(f'{folder}/{bg}')
-        size = spec.batch_size or default_batch_size(model.resolution)
-        batches = [rows[i:i + size] for i in range(0, len(rows), size)]
-        there = store.present(f for r in rows for f in depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision])  # one listing per folder
-        with tqdm(total=len(rows), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
-            written, parts, quality = 0, [], []
-            for b, (n, st, q) in zip(batches, _pipelined(batches, lambda b: _read_batch(b, spec, store, there),
-                                                          lambda b: _dispatch(b, spec, store, model), lambda b, maps: _finish(b, maps, spec, store, model))):
-                written += n; parts.append(st); quality += q; bar.update(len(b))
+        written, parts, quality = 0, [], []  # no network (exact, layered): numpy work on every core; a network: fed in order
+        for n, st, q in _in_processes(rows, spec, store, model, workers, progress) if model.model is None else _in_order(rows, spec, store, model, progress):
+            written += n; parts.append(st); quality += q
         if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth'); write_quality(store, quality)
         checked = _compare_layered(store, rows, spec, checker) if checker and rows else None
     if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}'
