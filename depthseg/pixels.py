@@ -1,4 +1,4 @@
-"""Exact per-channel counts that merge across workers, the JPEG decoding every stage shares, and the statistics stages record as they go.
+"""Exact per-channel counts that merge across workers, the JPEG decoding every stage shares, the PNG encoding of depth maps and the statistics stages record as they go.
 
 Docs: https://depthseg.github.io/depthseg/pixels.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/pixels.html.md"""
 
 # %% ../nbs/03_pixels.ipynb #83d11ecf
 from __future__ import annotations
-import json
+import json, re, struct, zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -19,7 +19,7 @@ from .layout import MANIFEST, STAGE_STATS, STAGES
 from .store import iter_table, open_store, read_json, record_sums
 
 # %% auto #0
-__all__ = ['LEVELS', 'PixelStats', 'merge_stats', 'decode_jpeg', 'save_stage_stats', 'stage_stats']
+__all__ = ['LEVELS', 'PixelStats', 'merge_stats', 'decode_jpeg', 'encode_png', 'save_stage_stats', 'stage_stats']
 
 # %% ../nbs/03_pixels.ipynb #584e8b0e
 LEVELS = np.arange(256, dtype=np.int64)
@@ -102,6 +102,35 @@ def decode_jpeg(data):
     "uint8 RGB of JPEG bytes `data` (a string tensor), pixel for pixel as Pillow decodes them."
     import tensorflow as tf
     return tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE')
+
+# %% ../nbs/03_pixels.ipynb #b3812eca
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_KEYWORD = re.compile(rb'[!-~\xa1-\xff]+( [!-~\xa1-\xff]+)*')  # PNG's rule: printable Latin-1, single inner spaces
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    "PNG chunk `kind` holding `data`: length, type, data, CRC of type and data."
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(data, zlib.crc32(kind)))
+
+def _text(key: str, value: str) -> bytes:
+    "Data of a tEXt chunk: keyword, a zero byte, text, both Latin-1."
+    try: k, v = str(key).encode('latin-1'), str(value).encode('latin-1')
+    except UnicodeEncodeError: raise ValueError(f'text {key!r} is not Latin-1, as a PNG tEXt chunk must be') from None
+    if len(k) > 79 or not _KEYWORD.fullmatch(k) or b'\0' in v: raise ValueError(f'{str(key)[:80]!r} is not a PNG keyword (1 to 79 printable Latin-1 characters) or its text holds a zero byte')
+    return k + b'\0' + v
+
+# %% ../nbs/03_pixels.ipynb #d6298920
+def encode_png(pixels: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    "PNG bytes of greyscale `pixels` (h, w), uint8 or uint16, with a tEXt chunk for each item of `text`."
+    a = np.asarray(pixels)
+    if a.dtype.kind != 'u' or a.itemsize > 2: raise ValueError(f'pixels are {a.dtype}, not uint8 or uint16 grey levels')
+    if a.ndim != 2 or not a.size: raise ValueError(f'pixels have shape {a.shape}, not (height, width) with both above 0')
+    rows = np.ascontiguousarray(a, f'>u{a.itemsize}').view(np.uint8)  # 16-bit samples big-endian
+    filtered = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8); filtered[:, 0] = 2  # filter type 2: Up
+    filtered[0, 1:] = rows[0]; np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # modulo 256
+    z = zlib.compressobj(*((9, zlib.DEFLATED, 15, 9, zlib.Z_RLE) if a.itemsize == 1 else (1, zlib.DEFLATED, 15, 9)))
+    head = struct.pack('>IIBBBBB', a.shape[1], a.shape[0], 8 * a.itemsize, 0, 0, 0, 0)  # grey, deflate, adaptive filters, no interlace
+    texts = b''.join(_chunk(b'tEXt', _text(k, v)) for k, v in (text or {}).items())
+    return _PNG_SIGNATURE + _chunk(b'IHDR', head) + texts + _chunk(b'IDAT', z.compress(filtered) + z.flush()) + _chunk(b'IEND', b'')
 
 # %% ../nbs/03_pixels.ipynb #278aa0fb
 def _record_sha(store, stage) -> str | None:
