@@ -146,7 +146,7 @@ def stand(rng, scene: Scene, mask: Image.Image | np.ndarray, prior: tuple[float,
     occupied = np.nonzero(a.any(1))[0]  # the height is the mask's, top to bottom
     for _ in range(tries):
         fy, fx = divmod(int(scene.floor[rng.integers(len(scene.floor))]), W)
-        h_m = prior[0] + prior[1] * float(np.clip(rng.standard_normal(), -2, 2))
+        h_m = prior[0] + prior[1] * float(min(max(rng.standard_normal(), -2), 2))  # at most 2 spreads off
         want = focal * h_m / float(scene.depth[fy, fx])  # pixels from the top of the mask to its bottom
         n = max(1, min(round(want * a.shape[0] / (occupied[-1] - occupied[0] + 1)), 4 * H))  # rows to scale it to
         if not min_height - 1 <= n <= H + 1: continue  # neither it nor the sizes beside it fit
