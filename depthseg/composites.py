@@ -94,7 +94,7 @@ def _count_mask(masks: PixelStats, data: bytes):
 # %% ../nbs/08_composites.ipynb #552a17a2
 def floor_placements(bg: str, fg: str, job: CompositesJob, store) -> list[Placement]:
     "The placements of foreground `fg` standing on the floor of background `bg` of `store`, each as tall as depth and its height prior say."
-    scene, mask, prior = read_scene(store, bg), _image(store, fg_files(fg)[1], 'L'), read_heights(store).get(fg)
+    scene, mask, prior = read_scene(store, bg), np.asarray(_image(store, fg_files(fg)[1], 'L')) > 0, read_heights(store).get(fg)
     if prior is None: raise BadArgument(f'{fg}: no height in {store.path(FG_HEIGHTS)}; run `depthseg geometry {store}` again, or add its row')
     rng, f, out = np.random.default_rng([job.seed, id_number(bg), id_number(fg)]), scene.focal or focal_px(job.fov, scene.depth.shape[0]), []
     for i in range(job.per_pair):
@@ -108,11 +108,12 @@ def floor_placements(bg: str, fg: str, job: CompositesJob, store) -> list[Placem
 def compose(bg: Image.Image, fg: Image.Image, fg_mask: Image.Image, p: Placement, hide: np.ndarray | None = None) -> tuple[Image.Image, Image.Image]:
     "Composite of RGBA `fg` alpha-blended on RGB `bg` at `p` (mirrored, scaled to its size), and its 0/255 mask; pixels of `hide` stay in front."
     fg, fg_mask = (scaled(im, (p.width, p.height), p.flip) for im in (fg, fg_mask))
-    if hide is not None:
+    alpha = fg
+    if hide is not None:  # the hidden pixels leave the mask, and are pasted with no opacity
         keep = ~hide[p.y:p.y + p.height, p.x:p.x + p.width]
-        fg, fg_mask = Image.fromarray(np.asarray(fg) * keep[..., None].astype(np.uint8), 'RGBA'), Image.fromarray(np.asarray(fg_mask) * keep.astype(np.uint8), 'L')
+        alpha, fg_mask = (Image.fromarray(np.asarray(im) * keep, 'L') for im in (fg.getchannel('A'), fg_mask))
     image, mask = bg.copy(), Image.new('L', bg.size, 0)
-    image.paste(fg, (p.x, p.y), fg)
+    image.paste(fg, (p.x, p.y), alpha)
     mask.paste(fg_mask, (p.x, p.y))
     return image, mask
 

@@ -122,34 +122,35 @@ def scaled(im: Image.Image, size: tuple[int, int], flip: bool = False) -> Image.
     im = ImageOps.mirror(im) if flip else im
     if im.size == tuple(size): return im
     if im.mode != 'L': return im.resize(size, Image.Resampling.BILINEAR)
-    return Image.fromarray(np.asarray(im)[np.ix_(nearest(size[1], im.height), nearest(size[0], im.width))], 'L')
+    return Image.fromarray(np.asarray(im)[nearest(size[1], im.height)][:, nearest(size[0], im.width)], 'L')
 
 def foot_point(mask: np.ndarray) -> tuple[int, int] | None:
     "(x, y) of the foot point of `mask`: the middle of its lowest row that has any of it; None for an empty mask."
-    if not mask.any(): return None
-    ys, xs = np.nonzero(mask)
-    y = int(ys.max())
-    return int(round(xs[ys == y].mean())), y
+    rows = np.flatnonzero(mask.any(1))
+    if not len(rows): return None
+    y = int(rows[-1])
+    return int(round(np.flatnonzero(mask[y]).mean())), y
 
 def _sized(a: np.ndarray, rows: int, flip: bool) -> tuple[np.ndarray, int]:
     "Mask `a` (bool) as `scaled` makes it `rows` high (mirrored if `flip`), and how many rows it spans."
     cols = max(1, round(a.shape[1] * rows / a.shape[0]))
-    m = (a[:, ::-1] if flip else a)[np.ix_(nearest(rows, a.shape[0]), nearest(cols, a.shape[1]))]
-    shown = np.nonzero(m.any(1))[0]
+    m = (a[:, ::-1] if flip else a)[nearest(rows, a.shape[0])][:, nearest(cols, a.shape[1])]
+    shown = np.flatnonzero(m.any(1))
     return m, int(shown[-1] - shown[0] + 1) if len(shown) else 0
 
 # %% ../nbs/07a_floor.ipynb #fbcc547e
-def stand(rng, scene: Scene, mask: Image.Image, prior: tuple[float, float], focal: float, flip: bool = False,
+def stand(rng, scene: Scene, mask: Image.Image | np.ndarray, prior: tuple[float, float], focal: float, flip: bool = False,
           min_height: int = 24, tries: int = 200) -> tuple | None:
     "A place for cut-out `mask` standing on the floor of `scene`: (x, y, width, height, foot, height_m), drawn from `rng`; None if `tries` fail."
     (H, W), a = scene.depth.shape, np.asarray(mask) > 0
     occupied = np.nonzero(a.any(1))[0]  # the height is the mask's, top to bottom
     for _ in range(tries):
         fy, fx = divmod(int(scene.floor[rng.integers(len(scene.floor))]), W)
-        h_m = prior[0] + prior[1] * float(np.clip(rng.standard_normal(), -2, 2))
+        h_m = prior[0] + prior[1] * float(min(max(rng.standard_normal(), -2), 2))  # at most 2 spreads off
         want = focal * h_m / float(scene.depth[fy, fx])  # pixels from the top of the mask to its bottom
-        guess = round(want * a.shape[0] / (occupied[-1] - occupied[0] + 1))
-        best = _sized(a, max(1, min(guess, 4 * H)), flip)
+        n = max(1, min(round(want * a.shape[0] / (occupied[-1] - occupied[0] + 1)), 4 * H))  # rows to scale it to
+        if not min_height - 1 <= n <= H + 1: continue  # neither it nor the sizes beside it fit
+        best = _sized(a, n, flip)
         if abs(best[1] - want) > .75:  # rounding took the mask too far off: the nearest of it and the sizes beside it
             best = min([best, *(_sized(a, n, flip) for n in (len(best[0]) - 1, len(best[0]) + 1) if n >= 1)], key=lambda t: abs(t[1] - want))
         m, shown = best
