@@ -148,7 +148,7 @@ class DepthBackend:
     affine: tuple[float, float] | None = None  # relative: the inverse depths stored as 0 and as the maximum (`calibrate`)
     preprocess: Callable = field(default=None, repr=False)
     xla: bool = False         # compile `run` with XLA (`jit_compile`)
-    backgrounds: dict = field(default_factory=dict, repr=False, init=False)  # background id -> its map alone (`background`)
+    backgrounds: dict = field(default_factory=dict, repr=False, init=False)  # background file -> its map alone (`background`)
     _compiled: Callable | None = field(default=None, repr=False, init=False)
 
     def raw(self, images):
@@ -270,6 +270,10 @@ def _folder_sha256(folder: Path) -> str:
     return hashlib.sha256(''.join(f'{p.relative_to(folder).as_posix()} {file_sha256(p)}\n' for p in files).encode()).hexdigest()
 
 # %% ../nbs/09_depth.ipynb #b1456399
+def _rgb(data: bytes) -> np.ndarray:
+    "uint8 RGB of image bytes `data`, decoded by Pillow (a JPEG: the pixels `decode_jpeg` gives, without TensorFlow, so in worker processes too)."
+    with Image.open(io.BytesIO(data)) as im: return np.asarray(im.convert('RGB'))
+
 def _composite_mask(store, r: dict) -> np.ndarray:
     "The boolean mask of composite `r` (a manifest row) of `store`."
     return np.asarray(Image.open(io.BytesIO(store.read(r['mask'])))) > 0
@@ -453,9 +457,9 @@ def dispatch(self: DepthBackend, rows: list[dict], images: list[np.ndarray], sto
 @patch
 def background(self: DepthBackend, store, bg: str) -> np.ndarray:
     "Map (h, w) on the stored scale of background `bg` of `store` alone, labelled once and kept."
-    if bg not in self.backgrounds:
-        self.backgrounds[bg] = self.label([dict(bg=bg)], [decode_jpeg(store.read(bg_file(bg))).numpy()], store)[0, ..., 0]
-    return self.backgrounds[bg]
+    key = store.path(bg_file(bg))  # of this dataset: a backend may label several
+    if key not in self.backgrounds: self.backgrounds[key] = self.label([dict(bg=bg)], [_rgb(store.read(bg_file(bg)))], store)[0, ..., 0]
+    return self.backgrounds[key]
 
 # %% ../nbs/09_depth.ipynb #398bad20
 FOOT_GAP = 13  # levels (5% of the range, 0.5 m for DenseDepth) a person may stand off the ground under its feet unflagged
@@ -585,7 +589,7 @@ def _read_batch(rows: list[dict], spec: DepthSpec, store, there: set[str] | None
     there = store.present(files) if there is None else there.intersection(files)
     jpegs = [store.read(r['image']) for r in rows]
     masks = None if len(there) == len(files) else [_composite_mask(store, r) for r in rows]
-    return _Batch(rows, outs, there, jpegs, [np.asarray(Image.open(io.BytesIO(j)).convert('RGB')) for j in jpegs], masks)  # Pillow: no TensorFlow in worker processes
+    return _Batch(rows, outs, there, jpegs, [_rgb(j) for j in jpegs], masks)
 
 # %% ../nbs/09_depth.ipynb #dab825bf
 def _dispatch(b: _Batch, spec: DepthSpec, store, model: DepthBackend) -> Callable[[], tuple[np.ndarray | None, dict]]:

@@ -102,7 +102,7 @@ def test_the_card_sums_up_the_quality_and_a_forged_table_is_refused(composites):
 def test_a_bare_background_is_labelled_once_per_backend(composites):
     model, store = exact_backend(), FolderStore(composites)
     first = model.background(store, 'bg_001')
-    assert model.background(store, 'bg_001') is first and list(model.backgrounds) == ['bg_001']
+    assert model.background(store, 'bg_001') is first and list(model.backgrounds) == [store.path('bg/bg_001.jpg')]  # keyed by file: one backend, several datasets
 
 
 def test_a_partial_run_leaves_the_table_and_averaging_does_not_halve_the_flip(composites):
