@@ -99,8 +99,8 @@ def make_beam(
     with store.hold('beam', wait):
         plan = plan_composites(store, job, backgrounds, foregrounds)
         prepare_folders(store, plan, (COMPOSITES, MASKS) + ((DEPTH, DEPTH16) if depth else ()))
+        checker = _geometry_model(store, depth) if depth and depth.backend == 'layered' and job.placement == 'floor' and depth.compare else None  # before any work
         affine, made = _plan_depth(store, plan, depth) if depth else (None, 0)
-        checker = _geometry_model(store, depth) if depth and depth.backend == 'layered' and job.placement == 'floor' and depth.compare else None  # before the pipeline runs
         if not depth and progress: print(f'depth: skipped, no depth spec given. {NO_WEIGHTS}')
         options = PipelineOptions(list(pipeline_args or []))
         pl = beam.Pipeline(options=options)
@@ -109,7 +109,7 @@ def make_beam(
         result = pl.run(); result.wait_until_finish()
         counts = {c.key.metric.name: c.committed for c in result.metrics().query()['counters'] if c.key.metric.namespace == 'depthseg'}
         finish_composites(store, plan, {})
-        if checker: _compare_layered(store, list(plan.rows()), depth, checker)  # as make_depth does
+        if checker: _compare_layered(store, list(plan.rows()), depth, checker, progress)  # as make_depth does
         if store.local: write_card(store.root, recompute=False, progress=progress)
         elif progress: print(f'card: not written to {store}; run `depthseg stats` where the dataset is mounted as a folder')
     report = BeamReport(plan.total, made + counts.get('composites written', 0), counts.get('depth maps written', 0), str(store))

@@ -33,6 +33,7 @@ class BadInput(ValueError):
     def __init__(self, source, reason):
         super().__init__(f"{source}: {reason}")
         self.source, self.reason = str(source), reason
+    def __reduce__(self): return type(self), (self.source, self.reason)  # raised in a worker process, it reaches the parent whole
 
 # %% ../nbs/01_core.ipynb #d092e9bd
 MAX_BYTES = 256 * 2**20  # largest input file read, in bytes

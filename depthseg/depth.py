@@ -329,6 +329,7 @@ class LayeredBackend(DepthBackend):
             if 'mask' in r and 'foot_x' not in r: raise BadArgument(f'{store.path(MANIFEST)}: composites placed at random; layered depth needs composites made with --placement floor')
             depth = read_scene(store, r['bg']).depth  # (before this: a dataset of random composites has no geometry either)
             if 'mask' in r:  # a composite, not a bare background
+                if not (int(r['foot_x']) < depth.shape[1] and int(r['foot_y']) < depth.shape[0]): raise BadInput(store.path(MANIFEST), f"{r['id']}: its foot point lies outside its background")
                 depth = layered_depth(depth, _composite_mask(store, r), (int(r['foot_x']), int(r['foot_y'])))
             out.append(np.minimum(depth / np.float32(self.far_limit), 1))  # float32, never negative
         return np.stack(out)[..., None]
@@ -702,7 +703,7 @@ def make_depth(
         for n, st, q in _in_processes(rows, spec, store, model, workers, progress) if model.model is None else _in_order(rows, spec, store, model, progress):
             written += n; parts.append(st); quality += q
         if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth'); write_quality(store, quality)
-        checked = _compare_layered(store, rows, spec, checker) if checker and rows else None
+        checked = _compare_layered(store, rows, spec, checker, progress) if checker and rows else None
     if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}'
                        + (f'\n{layered_line(layered_summary(checked), checker.name)}' if checked else ''))
     return meta
@@ -716,22 +717,37 @@ def layered_difference(model_m: np.ndarray, layered_m: np.ndarray, mask: np.ndar
 
 # %% ../nbs/09_depth.ipynb #9c60ca0a
 LAYERED_FIELDS = ['id', 'person_m', 'scene_m']  # the columns of layered_check.csv
+_CHECKERS = ('densedepth', 'depth_anything', 'exact')  # the backgrounds' models `depthseg geometry` runs
+
+def _geometry_record(store) -> tuple[str, Resolution | None, str]:
+    "The backgrounds' model, its resolution and weights' SHA-256 that `geometry.json` of `store` records, checked."
+    rec, where = read_json(store, GEOMETRY_RECORD), store.path(GEOMETRY_RECORD)
+    if rec is None: raise BadInput(where, f'not there; run `depthseg geometry {store}` first')
+    backend, res, sha = rec.get('backend'), rec.get('resolution'), rec.get('weights_sha256')
+    if not isinstance(backend, str) or backend not in _CHECKERS: raise BadInput(where, f'corrupt: the backgrounds\' model is {str(backend)[:40]!r}, not one of {_CHECKERS}')
+    if not (res is None or isinstance(res, list) and len(res) == 2 and all(type(v) is int and 1 <= v <= 4096 for v in res)):
+        raise BadInput(where, f'corrupt: the resolution is {str(res)[:40]!r}, not [height, width] in pixels')
+    if not isinstance(sha, str): raise BadInput(where, 'corrupt: no SHA-256 of the weights')
+    return backend, res and Resolution(*res), sha
 
 def _geometry_model(store, spec: DepthSpec) -> DepthBackend:
     "The backgrounds' model that `geometry.json` of `store` names, built from `spec`'s weights or preset and checked against the record."
-    rec, where = read_json(store, GEOMETRY_RECORD), store.path(GEOMETRY_RECORD)
-    if not isinstance(rec, dict) or rec.get('backend') not in set(BACKENDS) - {'layered'}: raise BadInput(where, f'no backgrounds\' model recorded; run `depthseg geometry {store}` first')
-    try: model = depth_backend(DepthSpec(rec['backend'], spec.weights, spec.preset, rec.get('resolution'), spec.batch_size))
-    except (BadArgument, ValueError, TypeError) as e: raise BadArgument(f"layered depth is checked against the backgrounds' model ({rec['backend']}, {where}): {str(e).rstrip('.')}; or give --compare 0") from None
-    if model.weights_sha256 != rec.get('weights_sha256'): raise BadArgument(f"the weights given are not those that made the backgrounds' depth ({where}); give those, or --compare 0")
+    (backend, res, sha), where = _geometry_record(store), store.path(GEOMETRY_RECORD)
+    if backend != 'exact' and not (spec.weights or spec.preset):
+        raise BadArgument(f"layered depth is checked against the backgrounds' model, {backend} ({where}): give the --weights or --preset that `depthseg geometry` ran, or --compare 0")
+    try: model = depth_backend(DepthSpec(backend, spec.weights, spec.preset, res, spec.batch_size))
+    except (BadArgument, ValueError) as e: raise BadArgument(f"layered depth is checked against the backgrounds' model, {backend} ({where}): {str(e).rstrip('.')[:300]}; or give --compare 0") from None
+    if model.weights_sha256 != sha: raise BadArgument(f"the weights given are not those that made the backgrounds' depth ({where}); give those, or --compare 0")
     return model
 
-def _compare_layered(store, rows: list[dict], spec: DepthSpec, model: DepthBackend) -> list[dict]:
+# %% ../nbs/09_depth.ipynb #f04adbc5
+def _compare_layered(store, rows: list[dict], spec: DepthSpec, model: DepthBackend, progress: bool = False) -> list[dict]:
     "Run `model` on `spec.compare` composites spread evenly over `rows`; write its maps and `layered_check.csv`; return the figures."
-    layered, size = layered_backend(), spec.batch_size or default_batch_size(model.resolution)
-    picked, out = [rows[i * len(rows) // spec.compare] for i in range(min(spec.compare, len(rows)))], []
+    layered, size, n = layered_backend(), spec.batch_size or default_batch_size(model.resolution), min(spec.compare, len(rows))
+    picked, out = [rows[i * len(rows) // n] for i in range(n)], []
+    if store.local and store.path(DEPTH_MODEL).is_symlink(): raise BadInput(store.path(DEPTH_MODEL), 'a link: the stage writes inside the dataset only')
     store.clean(DEPTH_MODEL); store.makedirs(DEPTH_MODEL)
-    for batch in (picked[k:k + size] for k in range(0, len(picked), size)):
+    for batch in tqdm([picked[k:k + size] for k in range(0, n, size)], desc=f'layered depth against {model.name}', unit='batch', disable=not progress):
         images = composite_pixels(store, batch)
         for r, m, l in zip(batch, model.label(batch, images, store) * model.far_limit, layered.label(batch, images, store) * layered.far_limit):
             store.write(model_depth_file(r['id']), encode_maps(np.minimum(m / layered.far_limit, 1))[0])
@@ -750,6 +766,7 @@ def read_layered_check(store) -> list[dict]:
                 if r.get('id') not in ids or r['id'] in out: raise ValueError(f"id {str(r.get('id'))[:80]!r} is not one of the manifest's, or comes twice")
                 figures = {k: float(r[k]) if r[k] else None for k in LAYERED_FIELDS[1:]}
                 if not all(v is None or abs(v) <= 1000 for v in figures.values()): raise ValueError('a figure is not a finite number of metres')
+                if (figures['scene_m'] or 0) < 0: raise ValueError('scene_m, a median of absolute differences, is negative')
                 out[r['id']] = dict(id=r['id']) | figures
             except (KeyError, ValueError, TypeError, AttributeError) as e: raise BadInput(f'{where} line {line}', f'not a row of layered-depth figures ({e})') from None
     except (csv.Error, UnicodeDecodeError) as e: raise BadInput(where, f'not readable as CSV ({e})') from None
@@ -759,14 +776,15 @@ def read_layered_check(store) -> list[dict]:
 def layered_summary(rows: list[dict]) -> dict:
     "For the card: how many composites, the median and 95th percentile of each figure (absolute for `scene_m`), and the composite the person figure is worst for."
     figures = {k: np.array([r[k] for r in rows if r[k] is not None]) for k in LAYERED_FIELDS[1:]}
-    worst = max((r for r in rows if r['person_m'] is not None), key=lambda r: abs(r['person_m']), default=None)
+    worst = max((r for r in rows if r['person_m']), key=lambda r: abs(r['person_m']), default=None)  # none where every figure is 0
     return dict(n=len(rows), worst=worst and worst['id'], worst_m=worst and worst['person_m'],
                 **{k: dict(median=round(float(np.median(v)), 3), p95_abs=round(float(np.percentile(np.abs(v), 95)), 3)) if v.size else None for k, v in figures.items()})
 
 def layered_line(s: dict, model: str) -> str:
     "One line of summary `s` for the stage's output."
     p, sc = s['person_m'], s['scene_m']
-    return f"layered depth against {model} on {s['n']} composites: person {p['median']:+.2f} m (median; 95% within {p['p95_abs']:.2f} m), scene {sc['median']:.2f} m" if p and sc else f"layered depth against {model}: no figures"
+    return (f"layered depth against {model} on {s['n']} composite{'s' * (s['n'] != 1)}: the person {p['median']:+.2f} m (median of model minus layered; 95% within "
+            f"{p['p95_abs']:.2f} m), elsewhere {sc['median']:.2f} m (median absolute difference)") if p and sc else f"layered depth against {model}: no figures"
 
 # %% ../nbs/09_depth.ipynb #028aef75
 def _grey(x, training=False): return (x[..., :1] + x[..., 1:2] + x[..., 2:]) / 3

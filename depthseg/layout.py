@@ -221,6 +221,13 @@ def row_problem(row: dict) -> str | None:
     if not (re.fullmatch(f'bg_{_N}', row['bg']) and re.fullmatch(f'fg_{_N}', row['fg'])): return 'bad background or foreground id'
     if row['id'] != composite_id(row['bg'], row['fg'], row['flip'] == '1', int(row['index'])): return f"id {row['id']!r} does not match its fields"
     if (row['image'], row['mask']) != composite_files(row['bg'], row['id']): return f"paths {row['image']!r}, {row['mask']!r} are not those of {row['id']}"
+    return _floor_problem(row) if FLOOR_FIELDS[0] in row else None
+
+def _floor_problem(row: dict) -> str | None:
+    "Why the floor columns of manifest `row` are not as the composites stage writes them, or None."
+    if bad := [f for f in FLOOR_FIELDS[:2] if not re.fullmatch('[0-9]{1,6}', str(row[f]))]: return f'{bad[0]!r} is {str(row[bad[0]])[:40]!r}, not a whole number (0 to 999999)'
+    if bad := [f for f in FLOOR_FIELDS[2:] if not re.fullmatch(r'[0-9]{1,4}(\.[0-9]{1,6})?', str(row[f])) or float(row[f]) == 0]:
+        return f'{bad[0]!r} is {str(row[bad[0]])[:40]!r}, not a positive number of metres'
     return None
 
 # %% ../nbs/00_layout.ipynb #3bbe6b80

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .composites import CompositesJob, paste, placements, read_sources
-from .depth import FOOT_GAP, QUALITY_FIELDS, foot_flag, layered_summary, quality_summary, read_layered_check, read_quality_table
+from .depth import FOOT_GAP, QUALITY_FIELDS, _geometry_record, foot_flag, layered_summary, quality_summary, read_layered_check, read_quality_table
 from .core import BadArgument, BadInput, atomic_path, check_range, atomic_write, parallel_map
 from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_QUALITY, DEPTH_RECORD, FG,
                              FG_ALPHA, FG_HEIGHTS, FG_MASK, GEOMETRY_RECORD, LAYERED_CHECK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file,
@@ -116,10 +116,11 @@ def _floor_markdown(card: dict) -> list[str]:
         lines += ['', '## Floor placement', '', f"Pasted height over the cut-out's own: median {s['median']:.2f} (5th to 95th percentile {s['p5']:.2f} to {s['p95']:.2f}; "
                   f"random placement: 1). Depth of the feet: median {d['median']:.1f} m ({d['p5']:.1f} to {d['p95']:.1f} m)."]
     if (c := card.get('layered_check')) and c['person_m'] and c['scene_m']:
-        p = c['person_m']
+        p, worst = c['person_m'], f"worst {c['worst']}, {c['worst_m']:+.2f} m" if c['worst'] else 'every one 0'
         lines += ['', '## Layered depth against the model', '', f"The depth stage ran the backgrounds' model ({c['model']}) on {c['n']} composites and compared its depth with their layered depth "
                   f"(`{LAYERED_CHECK}`). Over the person, model minus layered: median {p['median']:+.2f} m, 95% within {p['p95_abs']:.2f} m (above 0: the model sees the person farther "
-                  f"than the floor under its feet; worst {c['worst']}, {c['worst_m']:+.2f} m). Elsewhere the median absolute difference is {c['scene_m']['median']:.2f} m."]
+                  f"than the floor under its feet; {worst}). Elsewhere the median absolute difference is {c['scene_m']['median']:.2f} m."
+                  + (" The sample scenes' exact depth stands each person at its feet, as layered depth does: here 0 shows the check ran, not that a model agrees." if c['model'] == 'exact' else '')]
     return lines
 
 def card_markdown(card: dict) -> str:
@@ -284,8 +285,9 @@ def _floor_figures(dataset: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     with Image.open(dataset/bg_file(next(iter_manifest(store))['bg'])) as bg: w, h = bg.size
     feet, scales, depths = np.zeros((-(-h // _CELL), -(-w // _CELL))), [], []
     for r in iter_manifest(store):
-        try: x, y, scale, depth = int(r['foot_x']), int(r['foot_y']), int(r['height']) / heights[r['fg']], float(r['foot_depth_m'])
-        except (KeyError, ValueError) as e: raise BadInput(store.path(MANIFEST), f"{r['id']}: no floor placement ({e!r}); the card expects the columns of --placement floor") from None
+        if 'foot_x' not in r: raise BadInput(store.path(MANIFEST), f"{r['id']}: no floor columns, yet {COMPOSITES_RECORD} says the composites stand on the floor")
+        if r['fg'] not in heights: raise BadInput(store.path(MANIFEST), f"{r['id']}: foreground {r['fg']} is not one of {FG}/")
+        x, y, scale, depth = int(r['foot_x']), int(r['foot_y']), int(r['height']) / heights[r['fg']], float(r['foot_depth_m'])  # checked by iter_manifest
         feet[min(max(y, 0), h - 1) // _CELL, min(max(x, 0), w - 1) // _CELL] += 1; scales.append(scale); depths.append(depth)
     spread = lambda v: dict(zip(('p5', 'median', 'p95'), (round(float(p), 3) for p in np.percentile(v, (5, 50, 95)))))
     return dict(composites=len(scales), scale=spread(scales), foot_depth_m=spread(depths)), feet, np.array(scales)
@@ -296,19 +298,20 @@ def _random_twin(store, r: dict) -> Image.Image:
     comp = read_json(store, COMPOSITES_RECORD)
     job = CompositesJob(positions=comp['positions'], flip=comp['flip'], seed=comp['seed'])
     sizes = [Image.open(store.path(f)).size for f in (bg_file(r['bg']), fg_files(r['fg'])[0])]
-    p = next(p for p in placements(r['bg'], r['fg'], *sizes, job) if (p.flip, p.index) == (r['flip'] == '1', int(r['index'])))
-    return paste(store, p)[0]
+    twin = next((p for p in placements(r['bg'], r['fg'], *sizes, job) if (p.flip, p.index) == (r['flip'] == '1', int(r['index']))), None)
+    if twin is None: raise BadInput(store.path(MANIFEST), f"{r['id']}: no such placement in {COMPOSITES_RECORD} (index {r['index']})")
+    return paste(store, twin)[0]
 
 def _floor_picture(dataset: Path, picks: list[dict], feet: np.ndarray, scales: np.ndarray, path: Path):
     "Draw manifest rows `picks` of floor-placed `dataset` beside their random twins, the foot points `feet` and the `scales`, in PNG `path`; returns the figure."
     import matplotlib.pyplot as plt
     store = FolderStore(dataset)
     with _style():
-        fig = plt.figure(figsize=(_WIDTH / 100, 7.2)); grid = fig.add_gridspec(3, len(picks), height_ratios=(1, 1, 1.4))
+        cols = max(2, len(picks)); fig = plt.figure(figsize=(_WIDTH / 100, 7.2)); grid = fig.add_gridspec(3, cols, height_ratios=(1, 1, 1.4))
         for j, r in enumerate(picks):
             for i, (im, title) in enumerate(((_random_twin(store, r), f"random: {r['bg']} {r['fg']}"), (Image.open(dataset/r['image']), f"floor: {float(r['height_m']):.2f} m at {float(r['foot_depth_m']):.1f} m"))):
                 ax = _bare(fig.add_subplot(grid[i, j])); ax.imshow(np.asarray(im)); ax.set_title(title, fontsize=8)
-        half = len(picks) // 2
+        half = cols // 2
         h, w = np.asarray(Image.open(dataset/picks[0]['image'])).shape[:2]
         ax = fig.add_subplot(grid[2, :half]); im = ax.imshow(feet, cmap='viridis', extent=(0, w, h, 0)); fig.colorbar(im, ax=ax, label=f'foot points per {_CELL}x{_CELL} pixels')
         ax.set(title=f'Foot points of {int(feet.sum()):,} composites', xlabel='x (pixels)', ylabel='y (pixels)')
@@ -318,18 +321,30 @@ def _floor_picture(dataset: Path, picks: list[dict], feet: np.ndarray, scales: n
     return fig
 
 # %% ../nbs/10_stats.ipynb #ae3b8dc1
-def _layered_picture(dataset: Path, rows: list[dict], path: Path, k: int = 3):
-    "Draw `k` of the checked composites `rows` of `dataset` (worst person figure first) with their layered and model depth, and both figures' distribution, in PNG `path`; returns the figure."
+def _map_pixels(dataset: Path, rel: str, shape: tuple[int, int]) -> np.ndarray:
+    "The 8-bit pixels of map `rel` of `dataset`, checked: a file of the dataset (no link), decodable, of `shape`; `BadInput` where not."
+    path = dataset/rel
+    if path.is_symlink() or not path.is_file(): raise BadInput(path, 'missing, or not a file of the dataset; run the depth stage again')
+    try:
+        with Image.open(path) as im:
+            if im.size[::-1] != shape or im.mode != 'L': raise BadInput(path, f'a {im.mode} image of {im.width}x{im.height}, not an 8-bit map of {shape[1]}x{shape[0]}')
+            return np.asarray(im)
+    except (OSError, Image.DecompressionBombError) as e: raise BadInput(path, f'not an image ({str(e)[:100]})') from None
+
+def _layered_picture(dataset: Path, rows: list[dict], fmt: str, path: Path, k: int = 3):
+    "Draw `k` of the checked composites `rows` of `dataset` (`fmt` its maps'; worst person figure first) with their layered and model depth, and both figures' distribution, in PNG `path`; returns the figure."
     import matplotlib.pyplot as plt
     ranked = sorted(rows, key=lambda r: -abs(r['person_m'] or 0)); picks = ranked[:1] + ranked[1:][::max(1, len(ranked) // k)][:k - 1]
     with _style():
         fig = plt.figure(figsize=(_WIDTH / 100, 1.9 * len(picks) + 2.6)); grid = fig.add_gridspec(len(picks) + 1, 4, height_ratios=(1,) * len(picks) + (1.3,))
         for i, r in enumerate(picks):
-            files = composite_files(composite_bg(r['id']), r['id'])[0], depth_files(composite_bg(r['id']), r['id'])[0], model_depth_file(r['id'])
-            image, layered, model = (np.asarray(Image.open(dataset/f)) for f in files)
+            with Image.open(dataset/composite_files(composite_bg(r['id']), r['id'])[0]) as im: image = np.asarray(im.convert('RGB'))
+            layered, model = (_map_pixels(dataset, f, image.shape[:2]) for f in (depth_files(composite_bg(r['id']), r['id'], fmt)[0], model_depth_file(r['id'])))
+            diff, person = (model.astype(float) - layered) / 255 * 10, 'no person in sight' if r['person_m'] is None else f"person {r['person_m']:+.2f} m"
+            span = max(1, np.ceil(np.percentile(np.abs(diff), 99)))
             for j, (x, title, kw) in enumerate(((image, r['id'].replace('_fg', '\nfg'), {}), (layered / 255 * 10, 'layered depth (m)', dict(cmap='magma', vmin=0, vmax=10)),
                                                 (model / 255 * 10, "the model's depth (m)", dict(cmap='magma', vmin=0, vmax=10)),
-                                                ((model.astype(float) - layered) / 255 * 10, f"model - layered: person {r['person_m']:+.2f} m", dict(cmap='RdBu_r', vmin=-1, vmax=1)))):
+                                                (diff, f"model - layered (m): {person}", dict(cmap='RdBu_r', vmin=-span, vmax=span)))):
                 ax = _bare(fig.add_subplot(grid[i, j])); im = ax.imshow(x, **kw); ax.set_title(title, fontsize=8)
                 if j > 0: fig.colorbar(im, ax=ax, fraction=.046, pad=.02)
         for j, (key, label) in enumerate((('person_m', 'person: model - layered (m)'), ('scene_m', 'elsewhere: |model - layered| (m)'))):
@@ -344,10 +359,9 @@ def _optional_pictures(dataset: Path, card: dict, picks: list[dict]) -> dict:
     store, out = FolderStore(dataset), {}
     if card.get('composites', {}).get('placement') == 'floor':
         out['floor'], feet, scales = _floor_figures(dataset); _floor_picture(dataset, picks, feet, scales, dataset/CARD_PICTURES['floor'])
-    if card.get('depth', {}).get('backend') == 'layered' and store.exists(LAYERED_CHECK):
-        checked, rec = read_layered_check(store), read_json(store, GEOMETRY_RECORD)
-        out['layered_check'] = layered_summary(checked) | dict(model=str(rec.get('backend'))[:40] if isinstance(rec, dict) else None)
-        _layered_picture(dataset, checked, dataset/CARD_PICTURES['layered'])
+    if card.get('depth', {}).get('backend') == 'layered' and store.exists(LAYERED_CHECK) and (checked := read_layered_check(store)):
+        out['layered_check'] = layered_summary(checked) | dict(model=_geometry_record(store)[0])
+        _layered_picture(dataset, checked, card['depth']['fmt'], dataset/CARD_PICTURES['layered'])
     if 'depth_quality' in card: _quality_picture(dataset, card['depth_quality'], dataset/CARD_PICTURES['quality'])
     for k, there in _SHOWN.items():
         if there not in card | out: (dataset/CARD_PICTURES[k]).unlink(missing_ok=True)  # of an earlier card

@@ -172,7 +172,7 @@ def read_json(store, rel: str) -> dict | None:
     "The JSON object in file `rel` of `store`, or `None` if there is none; `BadInput` if it is not one."
     if not store.exists(rel): return None
     try: out = json.loads(store.read(rel))
-    except (ValueError, UnicodeDecodeError) as e: raise BadInput(store.path(rel), f'corrupt JSON ({e})') from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e: raise BadInput(store.path(rel), f'corrupt JSON ({str(e)[:200]})') from None
     if not isinstance(out, dict): raise BadInput(store.path(rel), 'corrupt record: not a JSON object')
     return out
 

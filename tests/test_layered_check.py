@@ -56,7 +56,7 @@ def test_the_check_needs_the_geometry_model(floor_dataset, tmp_path):
     ds = Path(shutil.copytree(floor_dataset, tmp_path/'ds'))
     record = json.loads((ds/GEOMETRY_RECORD).read_text())
     (ds/GEOMETRY_RECORD).write_text(json.dumps(record | dict(backend='densedepth')))
-    with pytest.raises(BadArgument, match=r"checked against the backgrounds' model \(densedepth.*--compare 0"):
+    with pytest.raises(BadArgument, match=r"checked against the backgrounds' model, densedepth .*give the --weights or --preset that `depthseg geometry` ran, or --compare 0"):
         make_depth(ds, DepthSpec('layered'), progress=False)
     make_depth(ds, DepthSpec('layered', compare=0), progress=False)  # no check asked for: no model needed
     (ds/GEOMETRY_RECORD).write_text(json.dumps(record | dict(weights_sha256='0' * 64)))
@@ -113,8 +113,48 @@ def test_densedepth_checks_through_its_weights(sources, tmp_path):
     make_composites(ds, CompositesJob(positions=1, placement='floor'), backgrounds=3, foregrounds=3, progress=False)
     run = lambda *a: subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(ds), '--backend', 'layered', *a], capture_output=True, text=True)
     r = run()
-    assert r.returncode == 2 and 'needs its pretrained weights' in r.stderr and not (ds/'depth.json').exists(), r.stderr  # refused before labelling
+    assert r.returncode == 2 and 'give the --weights or --preset' in r.stderr and not (ds/'depth.json').exists(), r.stderr  # refused before labelling
     r = run('--weights', str(nyu), '--compare', '4')
     assert r.returncode == 0 and 'layered depth against densedepth on 4 composites' in r.stdout, r.stderr
     rows = read_layered_check(FolderStore(ds))
     assert len(rows) == 4 and all(np.isfinite(r['person_m']) and r['scene_m'] >= 0 for r in rows)
+
+
+@pytest.mark.parametrize('change, why', [(dict(backend=['exact']), "the backgrounds' model is"), (dict(backend='rendered'), "the backgrounds' model is"),
+                                         (dict(resolution=[0, 0]), 'the resolution is'), (dict(resolution='64x' * 30000), 'the resolution is'),
+                                         (dict(weights_sha256=None), 'no SHA-256')])
+def test_a_corrupt_geometry_record_is_refused_before_labelling(floor_dataset, tmp_path, change, why):
+    ds = Path(shutil.copytree(floor_dataset, tmp_path/'ds', ignore=shutil.ignore_patterns('bgfg_depth', 'depth.json', 'depth_quality.csv')))
+    (ds/GEOMETRY_RECORD).write_text(json.dumps(json.loads((ds/GEOMETRY_RECORD).read_text()) | change))
+    with pytest.raises(BadInput, match=why) as e: make_depth(ds, DepthSpec('layered'), progress=False)
+    assert len(str(e.value)) < 300 and not (ds/'depth.json').exists()
+    (ds/GEOMETRY_RECORD).write_text('{"a": ' + '[' * 100_000 + ']' * 100_000 + '}')
+    with pytest.raises(BadInput, match='corrupt JSON'): make_depth(ds, DepthSpec('layered'), progress=False)
+
+
+def test_small_datasets_and_other_formats(sources, tmp_path):
+    "Fewer composites than --compare: each checked once; maps stored as JPEG; a single composite: the card is written."
+    ds = Path(shutil.copytree(sources, tmp_path/'ds'))
+    make_geometry(ds, DepthSpec('exact'), progress=False)
+    make_composites(ds, CompositesJob(positions=1, flip=False, placement='floor'), backgrounds=1, foregrounds=3, progress=False)
+    make_depth(ds, DepthSpec('layered', fmt='jpg'), progress=False)
+    assert [r['id'] for r in read_layered_check(FolderStore(ds))] == [r['id'] for r in iter_manifest(FolderStore(ds))]  # 3 of 3, once each
+    card = write_card(ds, workers=1, progress=False)
+    assert card['layered_check']['n'] == 3 and (ds/CARD_PICTURES['layered']).is_file()
+    one = Path(shutil.copytree(sources, tmp_path/'one'))
+    make_geometry(one, DepthSpec('exact'), progress=False)
+    make_composites(one, CompositesJob(positions=1, flip=False, placement='floor'), backgrounds=1, foregrounds=1, progress=False)
+    make_depth(one, DepthSpec('layered'), progress=False)
+    (one/LAYERED_CHECK).write_text((one/LAYERED_CHECK).read_text().splitlines()[0] + f"\n{next(iter_manifest(FolderStore(one)))['id']},,0.5\n")  # no person in sight
+    assert write_card(one, workers=1, progress=False)['floor']['composites'] == 1 and (one/CARD_PICTURES['floor']).is_file()
+
+
+@pytest.mark.parametrize('column, value, why', [('foot_x', '999999', 'outside its background'), ('foot_y', '-3', 'not a whole number'),
+                                                ('foot_depth_m', 'nan', 'not a positive number'), ('height_m', '0', 'not a positive number')])
+def test_hostile_floor_columns(floor_dataset, tmp_path, column, value, why):
+    ds = Path(shutil.copytree(floor_dataset, tmp_path/'ds', ignore=shutil.ignore_patterns('bgfg_depth', 'depth.json', 'depth_quality.csv')))
+    text = (ds/'manifest.csv').read_text().splitlines()
+    header = text[0].split(','); row = text[1].split(','); row[header.index(column)] = value
+    (ds/'manifest.csv').write_text('\n'.join([text[0], ','.join(row)] + text[2:]) + '\n')
+    with pytest.raises(BadInput, match=why) as e: make_depth(ds, DepthSpec('layered', compare=0), progress=False)
+    assert 'manifest.csv' in str(e.value)
