@@ -148,6 +148,7 @@ class DepthBackend:
     affine: tuple[float, float] | None = None  # relative: the inverse depths stored as 0 and as the maximum (`calibrate`)
     preprocess: Callable = field(default=None, repr=False)
     xla: bool = False         # compile `run` with XLA (`jit_compile`)
+    sees_pixels: bool = True  # labels from the composites' pixels; False: composed without them (layered), so the stage does not decode them
     backgrounds: dict = field(default_factory=dict, repr=False, init=False)  # background file -> its map alone (`background`)
     _compiled: Callable | None = field(default=None, repr=False, init=False)
 
@@ -323,14 +324,16 @@ def exact_backend() -> ExactBackend:
 @dataclass
 class LayeredBackend(DepthBackend):
     "Depth composed, not inferred: each background's depth from `depthseg geometry`, the cut-out flat at the depth of its foot point."
-    def label(self, rows: list[dict], images: list[np.ndarray], store) -> np.ndarray:
+    def label(self, rows: list[dict], images: list[np.ndarray] | None, store) -> np.ndarray:
+        "Maps of manifest `rows` of `store`: no pixels are looked at, but boolean `images` are taken for the composites' masks (the stage holds them)."
         out = []
-        for r in rows:
+        for i, r in enumerate(rows):
             if 'mask' in r and 'foot_x' not in r: raise BadArgument(f'{store.path(MANIFEST)}: composites placed at random; layered depth needs composites made with --placement floor')
             depth = read_scene(store, r['bg']).depth  # (before this: a dataset of random composites has no geometry either)
             if 'mask' in r:  # a composite, not a bare background
                 if not (int(r['foot_x']) < depth.shape[1] and int(r['foot_y']) < depth.shape[0]): raise BadInput(store.path(MANIFEST), f"{r['id']}: its foot point lies outside its background")
-                depth = layered_depth(depth, _composite_mask(store, r), (int(r['foot_x']), int(r['foot_y'])))
+                mask = images[i] if images is not None and images[i].dtype == bool else _composite_mask(store, r)
+                depth = layered_depth(depth, mask, (int(r['foot_x']), int(r['foot_y'])))
             out.append(np.minimum(depth / np.float32(self.far_limit), 1))  # float32, never negative
         return np.stack(out)[..., None]
 
@@ -339,7 +342,7 @@ class LayeredBackend(DepthBackend):
 
 def layered_backend() -> LayeredBackend:
     "The `layered` backend: metric, 255 = 10 m, the backgrounds' model named in `geometry.json`."
-    return LayeredBackend('layered', None, None, f'that of the model in {GEOMETRY_RECORD}', 'metric', far_limit=10.0, licence=f'that of the model in {GEOMETRY_RECORD}',
+    return LayeredBackend('layered', None, None, f'that of the model in {GEOMETRY_RECORD}', 'metric', far_limit=10.0, licence=f'that of the model in {GEOMETRY_RECORD}', sees_pixels=False,
                           labeller=f'layered: the depth of each background ({GEOMETRY_RECORD}), the cut-out flat at its foot point (depthseg {__version__})')
 
 # %% ../nbs/09_depth.ipynb #095b7af6
@@ -580,25 +583,26 @@ def composite_pixels(store, rows: list[dict]) -> list[np.ndarray]:
 
 # %% ../nbs/09_depth.ipynb #b3b03c60
 class _Batch(NamedTuple):
-    "What labelling manifest `rows` needs, read: their map files, those there, the composites' bytes and pixels, the masks (None where all maps are there)."
-    rows: list[dict]; outs: list[list[str]]; there: set[str]; jpegs: list[bytes]; images: list[np.ndarray]; masks: list[np.ndarray] | None
+    "What labelling manifest `rows` needs, read: their map files, those there, the composites' bytes and pixels (None: not needed), the masks (None where all maps are there)."
+    rows: list[dict]; outs: list[list[str]]; there: set[str]; jpegs: list[bytes] | None; images: list[np.ndarray] | None; masks: list[np.ndarray] | None
 
-def _read_batch(rows: list[dict], spec: DepthSpec, store, there: set[str] | None = None) -> _Batch:
-    "Read batch `rows` of `store`; `there`: the map files known to be there (default: ask the store)."
+def _read_batch(rows: list[dict], spec: DepthSpec, store, there: set[str] | None = None, pixels: bool = True) -> _Batch:
+    "Read batch `rows` of `store` (the composites' pixels if `pixels`); `there`: the map files known to be there (default: ask the store)."
     outs = [depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision] for r in rows]
     files = [f for o in outs for f in o]
     there = store.present(files) if there is None else there.intersection(files)
-    jpegs = [store.read(r['image']) for r in rows]
+    jpegs = [store.read(r['image']) for r in rows] if pixels else None
     masks = None if len(there) == len(files) else [_composite_mask(store, r) for r in rows]
-    return _Batch(rows, outs, there, jpegs, [_rgb(j) for j in jpegs], masks)
+    return _Batch(rows, outs, there, jpegs, jpegs and [_rgb(j) for j in jpegs], masks)
 
 # %% ../nbs/09_depth.ipynb #dab825bf
 def _dispatch(b: _Batch, spec: DepthSpec, store, model: DepthBackend) -> Callable[[], tuple[np.ndarray | None, dict]]:
     "Begin labelling batch `b` (nothing if its maps are all there): a function that waits for its maps and the mirrored maps checked, by index."
     if b.masks is None: return lambda: (None, {})
     check = [i for i, r in enumerate(b.rows) if spec.flip_average or (spec.flip_check and zlib.crc32(r['id'].encode()) % spec.flip_check == 0)]
-    maps = model.dispatch(b.rows, b.images, store)
-    mirrored = model.dispatch([b.rows[i] for i in check], [b.images[i] for i in check], store, mirrored=True) if check else list
+    held = b.images if model.sees_pixels else b.masks  # a backend that sees no pixels gets the masks, read already
+    maps = model.dispatch(b.rows, held, store)
+    mirrored = model.dispatch([b.rows[i] for i in check], [held[i] for i in check], store, mirrored=True) if check else list
     return lambda: (maps(), dict(zip(check, mirrored())))
 
 # %% ../nbs/09_depth.ipynb #5814024e
@@ -627,15 +631,15 @@ def _finish(b: _Batch, labelled: Callable, spec: DepthSpec, store, model: DepthB
     depth, mirrored = labelled()
     maps = _write_maps(b, depth, mirrored, spec, store, model) if depth is not None else \
            [(m, read_quality(m), *_pixels(m)) for m in map(store.read, (o[0] for o in b.outs))]
-    stats = {COMPOSITES: PixelStats(3), DEPTH: PixelStats(1)}
-    for j, im, (m, _, counts, shape) in zip(b.jpegs, b.images, maps):
-        stats[COMPOSITES].add_counts(Image.fromarray(im).histogram(), im.shape, nbytes=len(j)); stats[DEPTH].add_counts(counts, shape, nbytes=len(m))
+    stats = {DEPTH: PixelStats(1)} | ({COMPOSITES: PixelStats(3)} if b.images else {})  # the composites' too, where they were decoded
+    for m, _, counts, shape in maps: stats[DEPTH].add_counts(counts, shape, nbytes=len(m))
+    for j, im in zip(b.jpegs or [], b.images or []): stats[COMPOSITES].add_counts(Image.fromarray(im).histogram(), im.shape, nbytes=len(j))
     return sum(not all(f in b.there for f in o) for o in b.outs), stats, [dict(id=r['id']) | q for r, (_, q, *_) in zip(b.rows, maps)]
 
 # %% ../nbs/09_depth.ipynb #93f1e373
 def label_batch(rows: list[dict], spec: DepthSpec, store, model: DepthBackend) -> tuple[int, dict[str, PixelStats], list[dict]]:
     "Write the depth maps of manifest `rows` missing from `store`, made by `model` as `spec` says; return how many, the pixel statistics and the quality figures."
-    b = _read_batch(rows, spec, store)
+    b = _read_batch(rows, spec, store, pixels=model.sees_pixels)
     return _finish(b, _dispatch(b, spec, store, model), spec, store, model)
 
 # %% ../nbs/09_depth.ipynb #6875964c
@@ -657,14 +661,14 @@ def _in_order(rows: list[dict], spec: DepthSpec, store, model: DepthBackend, pro
     batches = [rows[i:i + size] for i in range(0, len(rows), size)]
     there = store.present(f for r in rows for f in depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision])  # one listing per folder
     with tqdm(total=len(rows), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
-        for b, out in zip(batches, _pipelined(batches, lambda b: _read_batch(b, spec, store, there), lambda b: _dispatch(b, spec, store, model),
+        for b, out in zip(batches, _pipelined(batches, lambda b: _read_batch(b, spec, store, there, model.sees_pixels), lambda b: _dispatch(b, spec, store, model),
                                               lambda b, maps: _finish(b, maps, spec, store, model))):
             bar.update(len(b)); yield out
 
 def _label_part(rows: list[dict], spec: DepthSpec, store, model: DepthBackend) -> tuple[int, dict[str, PixelStats], list[dict]]:
     "`label_batch` of part of one background's `rows`, batch by batch, with one listing of their maps: a worker process's unit where no network labels."
     there, size = store.present(f for r in rows for f in depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision]), spec.batch_size or 32
-    done = [_finish(b, _dispatch(b, spec, store, model), spec, store, model) for b in (_read_batch(rows[i:i + size], spec, store, there) for i in range(0, len(rows), size))]
+    done = [_finish(b, _dispatch(b, spec, store, model), spec, store, model) for b in (_read_batch(rows[i:i + size], spec, store, there, model.sees_pixels) for i in range(0, len(rows), size))]
     return sum(n for n, _, _ in done), merge_stats([s for _, s, _ in done]), [q for _, _, qs in done for q in qs]
 
 PART = 1024  # composites of one background a worker process labels at a time, where no network labels (exact, layered)
