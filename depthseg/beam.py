@@ -24,7 +24,7 @@ __all__ = ['BeamReport', 'make_beam']
 # %% ../nbs/13_beam.ipynb #23744347
 def _composites(pair: tuple, job: CompositesJob, store) -> dict:
     "`make_pair` on `pair`, counted in Beam's metrics; its statistics."
-    written, stats = make_pair(pair, job, store)
+    written, stats, _ = make_pair(pair, job, store)
     beam_module().metrics.Metrics.counter('depthseg', 'composites written').inc(written)
     return stats
 

@@ -18,7 +18,7 @@ from .core import BadArgument, check_range, parallel_map, sha256
 from .floor import focal_px, geometry_sum, in_front, read_heights, read_scene, scaled, stand
 from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, FG, FG_HEIGHTS, FLOOR_FIELDS, MANIFEST, MANIFEST_FIELDS, MASKS, SETS, bg_file,
                              composite_files, composite_id, fg_files, geometry_files, id_number)
-from .pixels import PixelStats, merge_stats, save_stage_stats, stage_stats
+from .pixels import PixelStats, save_stage_stats, stage_stats
 from .store import check_record, open_store, write_table
 
 # %% auto #0
@@ -208,8 +208,8 @@ def paste(store, p: Placement, occlusion: bool = False) -> tuple[Image.Image, Im
     return compose(_image(store, bg_file(p.bg), 'RGB'), fg, fg_mask, p, hide)
 
 # %% ../nbs/08_composites.ipynb #d732b4a0
-def make_pair(pair: tuple, job: CompositesJob, store, count: bool = True) -> tuple[int, dict[str, PixelStats]]:
-    "Write the composites and masks of `pair` = (bg, fg, bg_size, fg_size) missing from `store`; return how many, and the masks' statistics."
+def make_pair(pair: tuple, job: CompositesJob, store, count: bool = True) -> tuple[int, dict[str, PixelStats], list[dict]]:
+    "Write the composites and masks of `pair` = (bg, fg, bg_size, fg_size) missing from `store`; return how many, the masks' statistics and the pair's manifest rows."
     ps, masks, written = placements(*pair, job, store), PixelStats(1), 0
     files = [composite_files(p.bg, p.id) for p in ps]
     there = store.present([f for fs in files for f in fs]) if store.exists(files[0][0]) else set()  # written in order
@@ -223,19 +223,28 @@ def make_pair(pair: tuple, job: CompositesJob, store, count: bool = True) -> tup
         if mask_file not in there: store.write(mask_file, png)
         masks.add_counts(mask.histogram(), (mask.height, mask.width), len(png))
         written += 1
-    return written, {MASKS: masks} if count else {}
+    return written, {MASKS: masks} if count else {}, [manifest_row(p) for p in ps]
 
 # %% ../nbs/08_composites.ipynb #f9d6d32d
 def prepare_folders(store, plan: CompositesPlan, folders=(COMPOSITES, MASKS)):
-    "Make the per-background sub-folders of `folders` and remove temporaries an interrupted run left there."
+    "Make the per-background sub-folders of `folders` and remove temporaries an interrupted run left there and of the manifest (written as the pairs are done)."
+    store.clean(MANIFEST)
     for folder in folders:
         store.clean(folder)
         for b in plan.bgs: store.makedirs(f'{folder}/{b}')
 
-def finish_composites(store, plan: CompositesPlan, stats: dict[str, PixelStats]):
-    "Write `manifest.csv` of `plan`, streamed, and record the statistics the units of work gathered."
-    write_table(store, MANIFEST, plan.rows(), plan.fields)
+def finish_composites(store, plan: CompositesPlan, stats: dict[str, PixelStats], rows: Iterable[dict] | None = None):
+    "Write `manifest.csv` of `plan`, streamed (`rows`, if the units of work gave them, else made again), then record the statistics `stats` the units gathered."
+    write_table(store, MANIFEST, plan.rows() if rows is None else rows, plan.fields)
     if stats: save_stage_stats(store, stats, 'composites')
+
+def _in_manifest_order(units: Iterable[tuple], plan: CompositesPlan, stats: dict[str, PixelStats], written: list[int]) -> Iterator[dict]:
+    "The manifest rows of `units` (what `make_pair` gives, pairs in any order) in the order of `plan`; adds their statistics to `stats` and counts to `written`."
+    at, done, k = {pair[:2]: i for i, pair in enumerate(plan.pairs())}, {}, 0
+    for n, st, rows in units:
+        written.append(n); stats.update({name: stats[name] + s if name in stats else s for name, s in st.items()})
+        done[at[rows[0]['bg'], rows[0]['fg']]] = rows
+        while k in done: yield from done.pop(k); k += 1
 
 # %% ../nbs/08_composites.ipynb #1234ff43
 @dataclass
@@ -262,11 +271,10 @@ def make_composites(
     with store.hold('composites', wait):
         plan = plan_composites(store, job, backgrounds, foregrounds)
         prepare_folders(store, plan)
-        count, written, stats = MASKS not in stage_stats(store), 0, {}  # masks not yet recorded for this manifest
-        for n, st in parallel_map(partial(make_pair, job=job, store=store, count=count), plan.pairs(), workers, desc='composites',
-                                  unit='img', progress=progress, total=plan.total, weight=lambda pair: job.per_pair):
-            written, stats = written + n, merge_stats([stats, st])
-        finish_composites(store, plan, stats)
-    report = CompositesReport(plan.total, written, str(store.path(MANIFEST)))
+        count, stats, written = MASKS not in stage_stats(store), {}, []  # masks not yet recorded for this manifest; filled as the pairs are done
+        units = parallel_map(partial(make_pair, job=job, store=store, count=count), plan.pairs(), workers, desc='composites',
+                             unit='img', progress=progress, total=plan.total, weight=lambda pair: job.per_pair)
+        finish_composites(store, plan, stats, _in_manifest_order(units, plan, stats, written))  # the rows the workers made: no placement drawn twice
+    report = CompositesReport(plan.total, sum(written), str(store.path(MANIFEST)))
     if progress: print(report)
     return report

@@ -36,8 +36,10 @@ class FolderStore:
     def write(self, rel: str, data: bytes): atomic_write(self.root/rel, data)
     def makedirs(self, rel: str): (self.root/rel).mkdir(parents=True, exist_ok=True)
     def clean(self, rel: str):
-        "Remove temporary files an interrupted run left under folder `rel`."
+        "Remove temporary files an interrupted run left under folder `rel`, or beside file `rel` (its own)."
         if (self.root/rel).is_dir(): remove_temporaries(self.root/rel)
+        else:
+            for p in (self.root/rel).parent.glob(f'.{Path(rel).name}.*.tmp'): p.unlink(missing_ok=True)
     def hold(self, stage: str, wait: bool = False):
         "The lock of the dataset, which must be there, held while `stage` runs (see `dataset_lock`)."
         if not self.root.is_dir(): raise BadArgument(f'{self.root}: no such dataset folder')
