@@ -63,5 +63,6 @@ def main():
     print(f'  make_depth                            {n / t_single:8.2f} images/s       {t_single:6.1f} s')
     print(f'  make_beam, DirectRunner, label_batch  {n / t_beam:8.2f} images/s       {t_beam:6.1f} s   ({t_beam / t_single:.1f}x the time)')
 
+    shutil.rmtree(root)  # the temporary folder this run made
 
 if __name__ == '__main__': main()

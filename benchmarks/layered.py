@@ -115,5 +115,6 @@ def main():
     print(f'  loader, {args.loader:,} examples (image, mask, depth; batches of 32): reading files {reading:6,.0f} examples/s, '
           f'on the fly {flying:6,.0f} examples/s, endless {forever:6,.0f} examples/s')
 
+    if not args.workdir: shutil.rmtree(root)  # the temporary folder this run made
 
 if __name__ == '__main__': main()
