@@ -305,7 +305,7 @@ def scene_depth(store, bg: str, size: tuple[int, int], of: Callable = sample_dep
     sample = sample_dir('backgrounds')/Path(source['source']).name
     if not sample.is_file() or file_sha256(sample) != source['sha256']:
         raise BadInput(store.path(sources_table(BG)), f"{bg} comes from {source['source']!r}, not one of depthseg's sample scenes; the exact backend knows only those")
-    stored = np.asarray(decode_jpeg(store.read(bg_file(bg))).numpy(), np.float32)
+    stored = _rgb(store.read(bg_file(bg))).astype(np.float32)  # as TensorFlow decodes it, without it: this runs in worker processes
     truth = Image.fromarray(np.asarray(of(sample.name), np.float32), 'F')
     with Image.open(sample) as photo:
         for crop in CROPS:  # which crop the backgrounds stage used: the one whose pixels it stored
