@@ -32,7 +32,7 @@ from .store import check_dataset, check_lineage, check_record, iter_manifest, it
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMAGENET_MEAN', 'IMAGENET_STD',
            'DEPTH_ANYTHING_LICENCES', 'BACKENDS', 'NO_WEIGHTS', 'QUALITY_KEY', 'FOOT_GAP', 'QUALITY_FIELDS',
-           'QUALITY_RANGES', 'FLIP_AVERAGED', 'PART', 'LAYERED_FIELDS', 'gpu_summary', 'densedepth_model',
+           'QUALITY_RANGES', 'FLIP_AVERAGED', 'PART', 'PART_BATCH', 'LAYERED_FIELDS', 'gpu_summary', 'densedepth_model',
            'load_densedepth', 'fetch_weights', 'DepthBackend', 'densedepth_postprocess', 'densedepth_backend',
            'depth_anything_backend', 'preset_sha256', 'ExactBackend', 'scene_depth', 'exact_backend', 'LayeredBackend',
            'layered_backend', 'align_disparity', 'Resolution', 'DepthSpec', 'depth_backend', 'default_batch_size',
@@ -655,11 +655,15 @@ def _pipelined(items: list, read: Callable, dispatch: Callable, finish: Callable
             while len(done) > ahead or done and done[0].done(): yield done.popleft().result()
         while done: yield done.popleft().result()
 
+def _maps_there(store, rows: list[dict], spec: DepthSpec) -> set[str]:
+    "The map files of manifest `rows` that are in `store` already: one listing per folder."
+    return store.present(f for r in rows for f in depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision])
+
 def _in_order(rows: list[dict], spec: DepthSpec, store, model: DepthBackend, progress: bool) -> Iterator:
     "`label_batch` of every batch of `rows` in order, pipelined: the model called here, reads and writes on threads; with a progress bar."
     size = spec.batch_size or default_batch_size(model.resolution)
     batches = [rows[i:i + size] for i in range(0, len(rows), size)]
-    there = store.present(f for r in rows for f in depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision])  # one listing per folder
+    there = _maps_there(store, rows, spec)
     with tqdm(total=len(rows), desc=f'depth ({model.name})', unit='img', disable=not progress) as bar:
         for b, out in zip(batches, _pipelined(batches, lambda b: _read_batch(b, spec, store, there, model.sees_pixels), lambda b: _dispatch(b, spec, store, model),
                                               lambda b, maps: _finish(b, maps, spec, store, model))):
@@ -667,11 +671,11 @@ def _in_order(rows: list[dict], spec: DepthSpec, store, model: DepthBackend, pro
 
 def _label_part(rows: list[dict], spec: DepthSpec, store, model: DepthBackend) -> tuple[int, dict[str, PixelStats], list[dict]]:
     "`label_batch` of part of one background's `rows`, batch by batch, with one listing of their maps: a worker process's unit where no network labels."
-    there, size = store.present(f for r in rows for f in depth_files(r['bg'], r['id'], spec.fmt)[:1 + spec.full_precision]), spec.batch_size or 32
+    there, size = _maps_there(store, rows, spec), spec.batch_size or PART_BATCH
     done = [_finish(b, _dispatch(b, spec, store, model), spec, store, model) for b in (_read_batch(rows[i:i + size], spec, store, there, model.sees_pixels) for i in range(0, len(rows), size))]
     return sum(n for n, _, _ in done), merge_stats([s for _, s, _ in done]), [q for _, _, qs in done for q in qs]
 
-PART = 1024  # composites of one background a worker process labels at a time, where no network labels (exact, layered)
+PART, PART_BATCH = 1024, 32  # where no network labels (exact, layered): composites of one background a worker process labels at a time, and per batch
 
 def _in_processes(rows: list[dict], spec: DepthSpec, store, model: DepthBackend, workers: int | None, progress: bool) -> Iterator:
     "`_label_part` of parts of each background's `rows` on `workers` processes, in any order."
