@@ -160,7 +160,9 @@ def test_two_writers_at_once_give_one_clean_dataset(sources, tmp_path):
     ds, clean = (Path(shutil.copytree(sources, tmp_path/n)) for n in ('dataset', 'clean'))
     assert run('composites', clean, '--positions', 20).returncode == 0
     first = slow_composites(ds)
+    os.killpg(first.pid, signal.SIGSTOP)  # it holds the lock and makes no progress: the second writer meets it however fast the first is
     one_line_error(run('composites', ds, '--positions', 20), 'composites', 'is using this dataset', '`depthseg composites` (pid')
+    os.killpg(first.pid, signal.SIGCONT)
     waited = run('composites', ds, '--positions', 20, '--wait')  # waits for the first, then finds everything made
     assert first.wait() == 0 and waited.returncode == 0, waited.stderr
     assert tree(ds) == tree(clean) and not temporaries(ds)
