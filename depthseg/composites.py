@@ -18,7 +18,7 @@ from .core import BadArgument, check_range, parallel_map, sha256
 from .floor import focal_px, geometry_sum, in_front, read_heights, read_scene, scaled, stand
 from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, FG, FG_HEIGHTS, FLOOR_FIELDS, MANIFEST, MANIFEST_FIELDS, MASKS, SETS, bg_file,
                              composite_files, composite_id, fg_files, geometry_files, id_number)
-from .pixels import PixelStats, save_stage_stats, stage_stats
+from .pixels import PixelStats, merge_stats, save_stage_stats, stage_stats
 from .store import check_record, open_store, write_table
 
 # %% auto #0
@@ -242,7 +242,7 @@ def _in_manifest_order(units: Iterable[tuple], plan: CompositesPlan, stats: dict
     "The manifest rows of `units` (what `make_pair` gives, pairs in any order) in the order of `plan`; adds their statistics to `stats` and counts to `written`."
     at, done, k = {pair[:2]: i for i, pair in enumerate(plan.pairs())}, {}, 0
     for n, st, rows in units:
-        written.append(n); stats.update({name: stats[name] + s if name in stats else s for name, s in st.items()})
+        written.append(n); stats.update(merge_stats([stats, st]))
         done[at[rows[0]['bg'], rows[0]['fg']]] = rows
         while k in done: yield from done.pop(k); k += 1
 

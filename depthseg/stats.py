@@ -282,7 +282,7 @@ def _floor_figures(dataset: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     "Summary of the floor placements of `dataset` for the card (5th, 50th and 95th percentiles), foot points per `_CELL` x `_CELL` pixels of the background, and each composite's scale."
     store = FolderStore(dataset)
     heights = {k: s.size[1] for k, s in read_sources(store, FG).items()}
-    with Image.open(dataset/bg_file(next(iter_manifest(store))['bg'])) as bg: w, h = bg.size
+    w, h = _size(dataset/bg_file(next(iter_manifest(store))['bg']))
     feet, scales, depths = np.zeros((-(-h // _CELL), -(-w // _CELL))), [], []
     for r in iter_manifest(store):
         if 'foot_x' not in r: raise BadInput(store.path(MANIFEST), f"{r['id']}: no floor columns, yet {COMPOSITES_RECORD} says the composites stand on the floor")
@@ -293,11 +293,15 @@ def _floor_figures(dataset: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     return dict(composites=len(scales), scale=spread(scales), foot_depth_m=spread(depths)), feet, np.array(scales)
 
 # %% ../nbs/10_stats.ipynb #e5cbab98
+def _size(path: Path) -> tuple[int, int]:
+    "(width, height) of image `path`, from its header."
+    with Image.open(path) as im: return im.size
+
 def _random_twin(store, r: dict) -> Image.Image:
     "The composite random placement (the reference's) makes of the pair, side and index of floor-placed manifest row `r`."
     comp = read_json(store, COMPOSITES_RECORD)
     job = CompositesJob(positions=comp['positions'], flip=comp['flip'], seed=comp['seed'])
-    sizes = [Image.open(store.path(f)).size for f in (bg_file(r['bg']), fg_files(r['fg'])[0])]
+    sizes = [_size(store.path(f)) for f in (bg_file(r['bg']), fg_files(r['fg'])[0])]
     twin = next((p for p in placements(r['bg'], r['fg'], *sizes, job) if (p.flip, p.index) == (r['flip'] == '1', int(r['index']))), None)
     if twin is None: raise BadInput(store.path(MANIFEST), f"{r['id']}: no such placement in {COMPOSITES_RECORD} (index {r['index']})")
     return paste(store, twin)[0]
@@ -312,7 +316,7 @@ def _floor_picture(dataset: Path, picks: list[dict], feet: np.ndarray, scales: n
             for i, (im, title) in enumerate(((_random_twin(store, r), f"random: {r['bg']} {r['fg']}"), (Image.open(dataset/r['image']), f"floor: {float(r['height_m']):.2f} m at {float(r['foot_depth_m']):.1f} m"))):
                 ax = _bare(fig.add_subplot(grid[i, j])); ax.imshow(np.asarray(im)); ax.set_title(title, fontsize=8)
         half = cols // 2
-        h, w = np.asarray(Image.open(dataset/picks[0]['image'])).shape[:2]
+        w, h = _size(dataset/picks[0]['image'])
         ax = fig.add_subplot(grid[2, :half]); im = ax.imshow(feet, cmap='viridis', extent=(0, w, h, 0)); fig.colorbar(im, ax=ax, label=f'foot points per {_CELL}x{_CELL} pixels')
         ax.set(title=f'Foot points of {int(feet.sum()):,} composites', xlabel='x (pixels)', ylabel='y (pixels)')
         ax = fig.add_subplot(grid[2, half:]); ax.hist(scales, bins=30, color='tab:blue'); ax.axvline(1, color='tab:red', label='random placement: 1')
