@@ -6,7 +6,7 @@ Docs: https://depthseg.github.io/depthseg/composites.html.md"""
 
 # %% ../nbs/08_composites.ipynb #1ed4111a
 from __future__ import annotations
-import io
+import io, json
 from dataclasses import asdict, dataclass, replace as _replace
 from functools import lru_cache, partial
 from typing import Iterable, Iterator, NamedTuple
@@ -17,15 +17,15 @@ from PIL import Image, ImageOps
 from .core import BadArgument, check_range, parallel_map, sha256
 from .floor import focal_px, geometry_sum, in_front, read_heights, read_scene, scaled, stand
 from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, FG, FG_HEIGHTS, FLOOR_FIELDS, MANIFEST, MANIFEST_FIELDS, MASKS, SETS, bg_file,
-                             composite_files, composite_id, fg_files, geometry_files, id_number)
+                             background_shard, composite_files, composite_id, example_record, fg_files, geometry_files, id_number)
 from .pixels import PixelStats, merge_stats, save_stage_stats, stage_stats
-from .store import check_record, open_store, write_table
+from .store import ShardedStore, check_record, open_store, write_table
 
 # %% auto #0
 __all__ = ['PLACEMENTS', 'FLOOR_OPTIONS', 'STAGE_COMMANDS', 'CompositesJob', 'Placement', 'placements', 'floor_placements',
            'compose', 'encode', 'manifest_row', 'row_placement', 'Source', 'describe_sources', 'read_sources',
            'CompositesPlan', 'plan_composites', 'paste', 'make_pair', 'prepare_folders', 'finish_composites',
-           'CompositesReport', 'make_composites']
+           'CompositesReport', 'make_composites', 'background_pairs', 'make_shard']
 
 # %% ../nbs/08_composites.ipynb #a6af4291
 PLACEMENTS = ('random', 'floor')
@@ -42,6 +42,7 @@ class CompositesJob:
     fov: float = 60.0  # floor: the vertical field of view in degrees of backgrounds whose camera is not known (a phone's: about 50 in landscape, 65 in portrait)
     min_height: int = 24  # floor: the fewest pixels high a cut-out is pasted; places that give fewer, or leave the frame, are drawn again
     occlusion: bool = False  # floor: background nearer than a cut-out's feet stays in front of it, and its mask is the part in sight
+    shards: bool = False  # write each background's composites, masks and manifest rows into one tar shard (WebDataset naming) instead of two files per composite
 
     def __post_init__(self):
         if self.positions < 1: raise ValueError(f'positions must be at least 1, not {self.positions}')
@@ -187,13 +188,14 @@ class CompositesPlan:
     def record(self) -> dict:
         "What `composites.json` holds: the job and the checksum of every source (and of the backgrounds' geometry, for floor placement)."
         floor = self.job.placement == 'floor'
-        job = {k: v for k, v in asdict(self.job).items() if floor or k not in FLOOR_OPTIONS}
+        job = {k: v for k, v in asdict(self.job).items() if (floor or k not in FLOOR_OPTIONS) and (self.job.shards or k != 'shards')}  # as records were before
         return job | dict(backgrounds={k: v.sha256 for k, v in self.bgs.items()}, foregrounds={k: v.sha256 for k, v in self.fgs.items()}) | (
             dict(geometry=geometry_sum(self.store, self.bgs)) if floor else {})
 
 # %% ../nbs/08_composites.ipynb #c9768cc4
 def plan_composites(store, job: CompositesJob, backgrounds: int | None = None, foregrounds: int | None = None) -> CompositesPlan:
     "The plan of `job` on the first `backgrounds` and `foregrounds` of `store`, checked and recorded."
+    if job.shards and not isinstance(store, ShardedStore): raise BadArgument(f'{store}: --shards writes tar shards into a local dataset folder; leave it out with Beam')
     for cached in (_image, read_scene, read_heights): cached.cache_clear()  # a source may have been remade since the last run in this process
     plan = CompositesPlan(job, read_sources(store, 'bg', backgrounds), read_sources(store, 'fg', foregrounds), store)
     for pair in plan.pairs(): placements(*pair, _replace(job, positions=1, flip=False), store)  # fail now, not in a worker
@@ -239,12 +241,12 @@ def finish_composites(store, plan: CompositesPlan, stats: dict[str, PixelStats],
     if stats: save_stage_stats(store, stats, 'composites')
 
 def _in_manifest_order(units: Iterable[tuple], plan: CompositesPlan, stats: dict[str, PixelStats], written: list[int]) -> Iterator[dict]:
-    "The manifest rows of `units` (what `make_pair` gives, pairs in any order) in the order of `plan`; adds their statistics to `stats` and counts to `written`."
+    "The manifest rows of `units` (what `make_pair` or `make_shard` gives, in any order) in the order of `plan`; adds their statistics to `stats` and counts to `written`."
     at, done, k = {pair[:2]: i for i, pair in enumerate(plan.pairs())}, {}, 0
     for n, st, rows in units:
         written.append(n); stats.update(merge_stats([stats, st]))
         done[at[rows[0]['bg'], rows[0]['fg']]] = rows
-        while k in done: yield from done.pop(k); k += 1
+        while k in done: rows = done.pop(k); yield from rows; k += len(rows) // plan.job.per_pair  # the pairs the unit made
 
 # %% ../nbs/08_composites.ipynb #1234ff43
 @dataclass
@@ -268,13 +270,36 @@ def make_composites(
     "Paste every foreground of `dataset` on every background; write composites, masks and `manifest.csv`."
     check_range(1, backgrounds=backgrounds, foregrounds=foregrounds, workers=workers)
     store = open_store(dataset)
+    if job.shards and store.local: store = ShardedStore(store.root)
     with store.hold('composites', wait):
         plan = plan_composites(store, job, backgrounds, foregrounds)
         prepare_folders(store, plan)
         count, stats, written = MASKS not in stage_stats(store), {}, []  # masks not yet recorded for this manifest; filled as the pairs are done
-        units = parallel_map(partial(make_pair, job=job, store=store, count=count), plan.pairs(), workers, desc='composites',
-                             unit='img', progress=progress, total=plan.total, weight=lambda pair: job.per_pair)
+        unit, items, pairs = (make_shard, background_pairs(plan), len) if job.shards else (make_pair, plan.pairs(), lambda pair: 1)  # a background or a pair
+        units = parallel_map(partial(unit, job=job, store=store, count=count), items, workers, desc='composites',
+                             unit='img', progress=progress, total=plan.total, weight=lambda item: pairs(item) * job.per_pair)
         finish_composites(store, plan, stats, _in_manifest_order(units, plan, stats, written))  # the rows the workers made: no placement drawn twice
     report = CompositesReport(plan.total, sum(written), str(store.path(MANIFEST)))
     if progress: print(report)
     return report
+
+# %% ../nbs/08_composites.ipynb #0d9897eb
+def background_pairs(plan: CompositesPlan) -> list[list[tuple]]:
+    "The pairs of `plan`, in manifest order, in one list per background."
+    out: dict[str, list[tuple]] = {}
+    for pair in plan.pairs(): out.setdefault(pair[0], []).append(pair)
+    return list(out.values())
+
+def make_shard(pairs: list[tuple], job: CompositesJob, store: ShardedStore, count: bool = True) -> tuple[int, dict[str, PixelStats], list[dict]]:
+    "Write the shard of the background of `pairs` (all its pairs), unless it is there; return how many composites, the masks' statistics and the manifest rows."
+    ps, masks = [p for pair in pairs for p in placements(*pair, job, store)], PixelStats(1)
+    rows, shard = [manifest_row(p) for p in ps], background_shard(pairs[0][0])
+    if store.exists(shard):  # written whole: done
+        for r in rows if count else []: _count_mask(masks, store.read(r['mask']))
+        return 0, {MASKS: masks} if count else {}, rows
+    for p, r in zip(ps, rows):
+        jpeg, png = encode(*(pasted := paste(store, p, job.occlusion)), job.quality)
+        store.write(r['image'], jpeg); store.add(shard, example_record(p.id), json.dumps(r).encode()); store.write(r['mask'], png)
+        masks.add_counts(pasted[1].histogram(), pasted[1].size[::-1], len(png))
+    store.flush()
+    return len(ps), {MASKS: masks} if count else {}, rows

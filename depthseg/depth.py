@@ -27,7 +27,7 @@ from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_MODEL, DEPTH_QUALITY,
                              bg_file, composite_bg, depth_files, model_depth_file, name_problem, sources_table)
 from .pixels import PixelStats, decode_jpeg, encode_png, merge_stats, save_stage_stats
 from .samples import DEPTH_DIR, sample_depth, sample_dir
-from .store import check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json, write_table
+from .store import ShardedStore, check_dataset, check_lineage, check_record, iter_manifest, iter_table, open_store, read_json, write_table
 
 # %% auto #0
 __all__ = ['DENSEDEPTH_SKIPS', 'CACHE', 'DENSEDEPTH', 'DENSEDEPTH_LICENCE', 'IMAGENET_MEAN', 'IMAGENET_STD',
@@ -673,15 +673,17 @@ def _label_part(rows: list[dict], spec: DepthSpec, store, model: DepthBackend) -
     "`label_batch` of part of one background's `rows`, batch by batch, with one listing of their maps: a worker process's unit where no network labels."
     there, size = _maps_there(store, rows, spec), spec.batch_size or PART_BATCH
     done = [_finish(b, _dispatch(b, spec, store, model), spec, store, model) for b in (_read_batch(rows[i:i + size], spec, store, there, model.sees_pixels) for i in range(0, len(rows), size))]
+    store.flush()  # a shard of a sharded dataset is written with its maps
     return sum(n for n, _, _ in done), merge_stats([s for _, s, _ in done]), [q for _, _, qs in done for q in qs]
 
-PART, PART_BATCH = 1024, 32  # where no network labels (exact, layered): composites of one background a worker process labels at a time, and per batch
+PART, PART_BATCH = 1024, 32  # where no network labels (exact, layered): composites of one background a worker process labels at a time (all, if in a shard), and per batch
 
 def _in_processes(rows: list[dict], spec: DepthSpec, store, model: DepthBackend, workers: int | None, progress: bool) -> Iterator:
     "`_label_part` of parts of each background's `rows` on `workers` processes, in any order."
     by_bg: dict[str, list[dict]] = {}
     for r in rows: by_bg.setdefault(r['bg'], []).append(r)
-    parts = [g[i:i + PART] for g in by_bg.values() for i in range(0, len(g), PART)]
+    whole = isinstance(store, ShardedStore)  # a shard is written again with all its maps at once
+    parts = [g[i:i + n] for g in by_bg.values() for n in [len(g) if whole else PART] for i in range(0, len(g), n)]
     return parallel_map(partial(_label_part, spec=spec, store=store, model=model), parts, workers, desc=f'depth ({model.name})', unit='img', progress=progress, total=len(rows), weight=len)
 
 # %% ../nbs/09_depth.ipynb #0dc15009
@@ -710,6 +712,7 @@ def make_depth(
         written, parts, quality = 0, [], []  # no network (exact, layered): numpy work on every core; a network: fed in order
         for n, st, q in _in_processes(rows, spec, store, model, workers, progress) if model.model is None else _in_order(rows, spec, store, model, progress):
             written += n; parts.append(st); quality += q
+        store.flush()
         if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth'); write_quality(store, quality)
         checked = _compare_layered(store, rows, spec, checker, progress) if checker and rows else None
     if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}'

@@ -12,14 +12,15 @@ from typing import NamedTuple
 
 # %% auto #0
 __all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'GATHERED', 'GATHER_STATE', 'PREVIEW', 'CUT_STATE', 'COMPOSITES', 'MASKS',
-           'DEPTH', 'DEPTH16', 'MANIFEST', 'MANIFEST_FIELDS', 'COMPOSITES_RECORD', 'DEPTH_RECORD', 'FLOOR_FIELDS',
-           'STAGE_STATS', 'DEPTH_QUALITY', 'BG_DEPTH', 'BG_FLOOR', 'GEOMETRY_RECORD', 'FG_HEIGHTS', 'LAYERED_CHECK',
-           'DEPTH_MODEL', 'CARD_JSON', 'CARD_MD', 'CARD', 'CARD_PICTURES', 'FG_ALPHA', 'SETS', 'PER_BACKGROUND',
-           'SHARD_INDEX', 'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES', 'LOCK', 'FOLDERS',
-           'source_ids', 'id_number', 'source_file', 'bg_file', 'fg_files', 'sources_table', 'rejects_table',
-           'gathered_file', 'preview_sheet', 'cut_record', 'composite_id', 'composite_files', 'composite_bg',
-           'depth_files', 'geometry_files', 'model_depth_file', 'ImageSet', 'pull_state', 'shard_name', 'tfrecord_name',
-           'Stage', 'made_after', 'made_from', 'escapes', 'name_problem', 'row_problem', 'folder_table']
+           'DEPTH', 'DEPTH16', 'SHARDS', 'SHARD_KINDS', 'MANIFEST', 'MANIFEST_FIELDS', 'COMPOSITES_RECORD',
+           'DEPTH_RECORD', 'FLOOR_FIELDS', 'STAGE_STATS', 'DEPTH_QUALITY', 'BG_DEPTH', 'BG_FLOOR', 'GEOMETRY_RECORD',
+           'FG_HEIGHTS', 'LAYERED_CHECK', 'DEPTH_MODEL', 'CARD_JSON', 'CARD_MD', 'CARD', 'CARD_PICTURES', 'FG_ALPHA',
+           'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES',
+           'LOCK', 'FOLDERS', 'source_ids', 'id_number', 'source_file', 'bg_file', 'fg_files', 'sources_table',
+           'rejects_table', 'gathered_file', 'preview_sheet', 'cut_record', 'composite_id', 'composite_files',
+           'composite_bg', 'depth_files', 'background_shard', 'shard_member', 'example_record', 'geometry_files',
+           'model_depth_file', 'ImageSet', 'pull_state', 'shard_name', 'tfrecord_name', 'Stage', 'made_after',
+           'made_from', 'member_problem', 'escapes', 'name_problem', 'row_problem', 'folder_table']
 
 # %% ../nbs/00_layout.ipynb #1126ea09
 BG, FG, FG_MASK = 'bg', 'fg', 'fg_mask'  # folders (and id prefixes) of backgrounds, foregrounds and their masks
@@ -89,6 +90,25 @@ def composite_bg(id_: str) -> str:
 def depth_files(bg: str, id_: str, fmt: str = 'png') -> tuple[str, str]:
     "Paths of the 8-bit depth map (`fmt`: 'png' or 'jpg') and of the 16-bit one of composite `id_` of background `bg`."
     return f'{DEPTH}/{bg}/{id_}.{fmt}', f'{DEPTH16}/{bg}/{id_}.png'
+
+# %% ../nbs/00_layout.ipynb #dbf87b2b
+SHARDS = 'shards'  # composites written straight into tar shards, one per background
+SHARD_KINDS = {COMPOSITES: '', MASKS: 'mask.', DEPTH: 'depth.', DEPTH16: 'depth16.'}  # per-background folder -> what its files' member names add before the extension
+
+def background_shard(bg: str) -> str:
+    "Path of the tar shard of background `bg` in a sharded dataset."
+    return f'{SHARDS}/{bg}.tar'
+
+def shard_member(rel: str) -> tuple[str, str] | None:
+    "The shard and the member that hold file `rel` in a sharded dataset (`bgfg_mask/bg_007/ID.png` -> `shards/bg_007.tar`, `ID.mask.png`), or None if no shard does."
+    parts = rel.split('/')
+    if len(parts) != 3 or parts[0] not in SHARD_KINDS: return None
+    stem, _, ext = parts[2].rpartition('.')
+    return background_shard(parts[1]), f'{stem}.{SHARD_KINDS[parts[0]]}{ext}'
+
+def example_record(id_: str) -> str:
+    "Name of the member holding the manifest row of composite `id_` in its shard."
+    return f'{id_}.json'
 
 # %% ../nbs/00_layout.ipynb #6bce8076
 MANIFEST = 'manifest.csv'
@@ -191,9 +211,17 @@ _N = r'[0-9]{3,9}'
 _CID = rf'(bg_{_N})_fg_{_N}_(?:orig|flip)_[0-9]{{2,6}}'  # a composite id; group 1 its background
 _FILES = re.compile('|'.join([
     rf'{BG}/bg_{_N}\.jpg', rf'{FG}/fg_{_N}\.png', rf'{FG_MASK}/fg_mask_{_N}\.png', rf'{BG_DEPTH}/bg_depth_{_N}\.png', rf'{BG_FLOOR}/bg_floor_{_N}\.png',
-    rf'{COMPOSITES}/(bg_{_N})/{_CID}\.jpg', rf'(?:{MASKS}|{DEPTH16})/(bg_{_N})/{_CID}\.png', rf'{DEPTH}/(bg_{_N})/{_CID}\.(?:png|jpg)', rf'{DEPTH_MODEL}/{_CID}\.png',
+    rf'{COMPOSITES}/(bg_{_N})/{_CID}\.jpg', rf'{SHARDS}/bg_{_N}\.tar', rf'(?:{MASKS}|{DEPTH16})/(bg_{_N})/{_CID}\.png', rf'{DEPTH}/(bg_{_N})/{_CID}\.(?:png|jpg)', rf'{DEPTH_MODEL}/{_CID}\.png',
     *map(re.escape, [MANIFEST, COMPOSITES_RECORD, DEPTH_RECORD, DEPTH_QUALITY, LAYERED_CHECK, GEOMETRY_RECORD, FG_HEIGHTS, STAGE_STATS, CARD_JSON, CARD_MD, *CARD_PICTURES.values(),
                      *(t(k) for t in (sources_table, rejects_table) for k in (BG, FG))])]))
+
+_MEMBERS = re.compile(rf'{_CID}\.(?:jpg|json|mask\.png|depth\.(?:png|jpg)|depth16\.png)')
+
+def member_problem(name: str, bg: str) -> str | None:
+    "Why `name` cannot be a member of the shard of background `bg`, or None if it can."
+    m = _MEMBERS.fullmatch(name)
+    if not m: return f'{name[:80]!r} is no file of a composite'
+    return None if m.group(1) == bg else f'{name[:80]!r} belongs to another background'
 
 def escapes(path: str) -> str | None:
     "How `path` could reach outside the folder it is taken in, or None: absolute, or climbing out with `..` (with / or \\)."
@@ -237,6 +265,7 @@ FOLDERS = [
     (f'{FG_MASK}/', 'foreground masks from alpha, 0/255 PNG', 'depthseg foregrounds SRC OUT'),
     (f'{COMPOSITES}/bg_NNN/', 'composites, JPEG, one sub-folder per background', 'depthseg composites DATASET'),
     (f'{MASKS}/bg_NNN/', 'composite masks, lossless 0/255 PNG', 'depthseg composites DATASET'),
+    (f'{SHARDS}/bg_NNN.tar', 'with `--shards`, instead of the folders above and those of the depth maps: one WebDataset tar per background, `KEY.jpg`, `KEY.json` (its manifest row), `KEY.mask.png`, `KEY.depth.png`', 'depthseg composites DATASET --shards'),
     (MANIFEST, 'one row per composite: background, foreground, flip, place, files', 'depthseg composites DATASET'),
     (f'{BG_DEPTH}/, {BG_FLOOR}/', 'each background\'s metric depth (16-bit PNG, millimetres) and floor (0/255), for floor placement', 'depthseg geometry DATASET'),
     (GEOMETRY_RECORD, 'the model that made the backgrounds\' depth, what its values mean, how each floor was found', 'depthseg geometry DATASET'),

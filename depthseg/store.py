@@ -6,20 +6,21 @@ Docs: https://depthseg.github.io/depthseg/store.html.md"""
 
 # %% ../nbs/02_store.ipynb #6597b441
 from __future__ import annotations
-import csv, fnmatch, io, json, logging, os, shutil
+import csv, fnmatch, io, json, logging, os, shutil, tarfile, threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from fastcore.basics import patch
 
-from .core import BadArgument, BadInput, atomic_open, atomic_write, dataset_lock, iter_csv, optional_import, remove_temporaries, sha256, write_csv
-from .layout import BG, FG, MANIFEST, STAGES, made_after, made_from, name_problem, row_problem, source_file
+from .core import MAX_BYTES, BadArgument, BadInput, atomic_open, atomic_write, dataset_lock, iter_csv, optional_import, remove_temporaries, sha256, write_csv
+from .layout import (BG, FG, MANIFEST, SHARD_KINDS, SHARDS, STAGES, made_after, made_from, member_problem, name_problem, row_problem,
+                             shard_member, source_file)
 
 # %% auto #0
-__all__ = ['FolderStore', 'beam_module', 'BeamStore', 'open_store', 'read_json', 'record_sums', 'lineage', 'remedy',
-           'check_lineage', 'check_dataset', 'check_outside', 'check_record', 'clean', 'write_table', 'iter_table',
-           'iter_manifest']
+__all__ = ['FolderStore', 'shard_index', 'write_tar', 'ShardedStore', 'beam_module', 'BeamStore', 'open_store', 'read_json',
+           'record_sums', 'lineage', 'remedy', 'check_lineage', 'check_dataset', 'check_outside', 'check_record',
+           'clean', 'write_table', 'iter_table', 'iter_manifest']
 
 # %% ../nbs/02_store.ipynb #32727699
 class FolderStore:
@@ -35,6 +36,7 @@ class FolderStore:
     def read(self, rel: str) -> bytes: return (self.root/rel).read_bytes()
     def write(self, rel: str, data: bytes): atomic_write(self.root/rel, data)
     def makedirs(self, rel: str): (self.root/rel).mkdir(parents=True, exist_ok=True)
+    def flush(self): pass  # every file is written at once: nothing is held
     def clean(self, rel: str):
         "Remove temporary files an interrupted run left under folder `rel`, or beside file `rel` (its own)."
         if (self.root/rel).is_dir(): remove_temporaries(self.root/rel)
@@ -82,6 +84,155 @@ def open_write(self: FolderStore, rel: str, text: bool = False):
     "A file to stream `rel` into, binary or `text`: complete on success, absent on error."
     with atomic_open(self.root/rel, 'w' if text else 'wb') as f: yield f
 
+# %% ../nbs/02_store.ipynb #5bcc0ac3
+def _member_problem(m: tarfile.TarInfo, bg: str, seen: dict, end: int) -> str | None:
+    "Why tar member `m` cannot be one of the shard of background `bg` (`end` bytes long) after members `seen`, or None."
+    if not m.isreg(): return f'{m.name[:80]!r} is not a plain file'
+    if why := member_problem(m.name, bg): return why
+    if m.name in seen: return f'{m.name[:80]!r} is there twice'
+    return f'{m.name[:80]!r} runs past the end of the shard' if m.offset_data + m.size > end or m.size > MAX_BYTES else None
+
+def shard_index(f, path, bg: str) -> dict[str, tuple[int, int]]:
+    "Where each member of the shard of background `bg`, open as `f` (read from `path`), lies: name -> (offset, size), in order."
+    out, end = {}, os.fstat(f.fileno()).st_size
+    try:
+        with tarfile.open(fileobj=f, mode='r:') as tar:
+            for m in tar:
+                if why := _member_problem(m, bg, out, end): raise BadInput(path, f'member {why}')
+                out[m.name] = (m.offset_data, m.size)
+    except tarfile.TarError as e: raise BadInput(path, f'not an uncompressed tar ({str(e)[:200]})') from None
+    return out
+
+# %% ../nbs/02_store.ipynb #73d920e6
+def write_tar(f, members: Iterable[tuple[str, bytes]]):
+    "Write `members`, (name, bytes) pairs, to file `f` as an uncompressed tar: the same bytes for the same members, whoever writes them when."
+    with tarfile.open(fileobj=f, mode='w', format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name); info.size, info.mode = len(data), 0o644  # time 0, owner 0: none of this machine's
+            tar.addfile(info, io.BytesIO(data))
+
+# %% ../nbs/02_store.ipynb #a872c2c3
+class ShardedStore(FolderStore):
+    "A dataset folder whose composites, masks and depth maps lie in a tar shard per background, read in place; members written are held until their shard is written whole."
+    def __init__(self, root):
+        super().__init__(root)
+        self._indexes, self._held, self._kinds, self._lock = {}, {}, {}, threading.RLock()
+    def __repr__(self): return f'ShardedStore({str(self.root)!r})'
+    def __getstate__(self):  # a worker process gets the folder, nothing held
+        if self._held: raise RuntimeError(f'{self}: members not yet written to their shards; call flush() first')
+        return self.root
+    def __setstate__(self, root): self.__init__(root)
+
+def _in_shards(rel: str) -> bool:
+    "Is `rel` a per-background folder, or one of its files, that lies in shards?"
+    return rel.split('/')[0] in SHARD_KINDS
+
+def _kind(name: str) -> str: return name.split('.', 1)[1]  # `ID.mask.png` -> `mask.png`
+
+# %% ../nbs/02_store.ipynb #616e065a
+@patch
+def _members(self: ShardedStore, shard: str, f) -> dict[str, tuple[int, int]]:
+    "The index of `shard` open as `f`, read once per version of the file."
+    st = os.fstat(f.fileno()); version = (st.st_ino, st.st_mtime_ns, st.st_size)
+    with self._lock:
+        if self._indexes.get(shard, (None,))[0] != version:
+            index = shard_index(f, self.root/shard, Path(shard).stem)
+            self._indexes[shard] = version, index, sum(_kind(n) == 'json' for n in index)
+        return self._indexes[shard][1]
+
+@patch
+def _there(self: ShardedStore, shard: str) -> dict[str, tuple[int, int]]:
+    "The index of `shard` as it is on disk; empty if there is no such shard."
+    try:
+        with open(self.root/shard, 'rb') as f: return self._members(shard, f)
+    except FileNotFoundError: return {}
+
+@patch
+def members(self: ShardedStore, shard: str) -> dict[str, tuple[int, int]]:
+    "Where each member of `shard` lies, name -> (offset, size), with those held (offset -1)."
+    with self._lock: return self._there(shard) | {n: (-1, len(d)) for n, d in self._held.get(shard, {}).items()}
+
+# %% ../nbs/02_store.ipynb #563fff86
+@patch
+def read(self: ShardedStore, rel: str) -> bytes:
+    if not (at := shard_member(rel)): return FolderStore.read(self, rel)
+    shard, name = at
+    with self._lock:
+        if name in self._held.get(shard, {}): return self._held[shard][name]
+    try:
+        with open(self.root/shard, 'rb') as f:
+            offset, size = self._members(shard, f)[name]  # the index of the version open: a shard written again meanwhile is another file
+            f.seek(offset); return f.read(size)
+    except (FileNotFoundError, KeyError): raise FileNotFoundError(f'{self.root/shard}: no member {name}') from None
+
+@patch
+def exists(self: ShardedStore, rel: str) -> bool:
+    if (at := shard_member(rel)) is None: return FolderStore.exists(self, rel)
+    with self._lock: return at[1] in self._held.get(at[0], {}) or at[1] in self._there(at[0])
+
+@patch
+def present(self: ShardedStore, rels: Iterable[str]) -> set[str]:
+    rels = set(rels); mapped = {r: at for r in rels if (at := shard_member(r))}
+    indexes = {s: self.members(s) for s in {s for s, _ in mapped.values()}}  # one index per shard
+    return FolderStore.present(self, rels - mapped.keys()) | {r for r, (s, n) in mapped.items() if n in indexes[s]}
+
+# %% ../nbs/02_store.ipynb #1f36acd5
+@patch
+def write(self: ShardedStore, rel: str, data: bytes):
+    "Write file `rel`; a member of a shard is held until its shard is written (see `add`)."
+    if (at := shard_member(rel)) is None: FolderStore.write(self, rel, data)
+    else: self.add(*at, data)
+
+@patch
+def add(self: ShardedStore, shard: str, name: str, data: bytes):
+    "Hold member `name` of `shard`; write the shard when each of its examples has a member of each kind held."
+    with self._lock:
+        held, kinds = self._held.setdefault(shard, {}), self._kinds.setdefault(shard, set())
+        held[name] = data; kinds.add(_kind(name))
+        if self._there(shard) and len(held) == self._indexes[shard][2] * len(kinds): self._write(shard)  # as many as the examples there times the kinds
+
+@patch
+def flush(self: ShardedStore):
+    "Write every shard with members held."
+    with self._lock:
+        for shard in list(self._held): self._write(shard)
+
+# %% ../nbs/02_store.ipynb #5754cd8e
+@patch
+def _write(self: ShardedStore, shard: str, drop: str | None = None):
+    "Write `shard` again with the members held for it, those of each example together, by name; without those whose kind begins with `drop`."
+    held = self._held.pop(shard, {}); self._kinds.pop(shard, None)
+    FolderStore.makedirs(self, SHARDS)
+    src = open(self.root/shard, 'rb') if (self.root/shard).exists() else None
+    with src or nullcontext(), self.open_write(shard) as f:
+        there, examples = self._members(shard, src) if src else {}, {}
+        for n in [*there, *held]: examples.setdefault(n.split('.', 1)[0], set()).add(n)
+        def data(n):
+            if n in held: return held[n]
+            src.seek(there[n][0]); return src.read(there[n][1])
+        write_tar(f, ((n, data(n)) for names in examples.values() for n in sorted(names) if not (drop and _kind(n).startswith(drop))))
+
+# %% ../nbs/02_store.ipynb #ae1791a2
+@patch
+def makedirs(self: ShardedStore, rel: str): FolderStore.makedirs(self, SHARDS if _in_shards(rel) else rel)
+@patch
+def clean(self: ShardedStore, rel: str): FolderStore.clean(self, SHARDS if _in_shards(rel) else rel)
+
+@patch
+def has_files(self: ShardedStore, rel: str) -> bool:
+    if not _in_shards(rel): return FolderStore.has_files(self, rel)
+    kind = SHARD_KINDS[rel.split('/')[0]]
+    return any(_kind(n).startswith(kind) for s in FolderStore.list(self, SHARDS, '*.tar') for n in self.members(s))
+
+@patch
+def remove(self: ShardedStore, rel: str):
+    "Delete file or folder `rel`; the composites' folder takes every shard, a depth maps' folder the maps out of each shard."
+    if not _in_shards(rel): return FolderStore.remove(self, rel)
+    if not (kind := SHARD_KINDS[rel.split('/')[0]]): return FolderStore.remove(self, SHARDS)
+    with self._lock:
+        for s in FolderStore.list(self, SHARDS, '*.tar'):
+            if any(_kind(n).startswith(kind) for n in self.members(s)): self._write(s, drop=kind)
+
 # %% ../nbs/02_store.ipynb #6de3f009
 def beam_module():
     "Apache Beam, or an `ImportError` saying how to install it."
@@ -109,6 +260,7 @@ class BeamStore:
     def exists(self, rel: str) -> bool: return self.fs.exists(self.path(rel))
     def makedirs(self, rel: str): pass  # object stores have no folders
     def clean(self, rel: str): pass  # objects are never partial
+    def flush(self): pass  # nothing is held
     def hold(self, stage: str, wait: bool = False): return nullcontext()  # a bucket has no lock: one pipeline writes it
 
 # %% ../nbs/02_store.ipynb #9dd27386
@@ -163,11 +315,12 @@ def remove(self: BeamStore, rel: str):
     if found: self.fs.delete([self.path(r) for r in found if not any(r.startswith(f'{o}/') for o in found)])  # a folder goes with its files
 
 # %% ../nbs/02_store.ipynb #886e6451
-def open_store(dataset) -> FolderStore | BeamStore:
-    "The store of `dataset`: a `FolderStore` for a local path, a `BeamStore` for a URL such as `gs://bucket/dataset`."
+def open_store(dataset) -> FolderStore | ShardedStore | BeamStore:
+    "The store of `dataset`: a `FolderStore` for a local path (a `ShardedStore` if it has shards), a `BeamStore` for a URL such as `gs://bucket/dataset`."
     if isinstance(dataset, (FolderStore, BeamStore)): return dataset
     if '://' in str(dataset) and not str(dataset).startswith('file://'): return BeamStore(str(dataset))
-    return FolderStore(Path(str(dataset).removeprefix('file://')))
+    root = Path(str(dataset).removeprefix('file://'))
+    return ShardedStore(root) if (root/SHARDS).is_dir() else FolderStore(root)
 
 # %% ../nbs/02_store.ipynb #778ab940
 def read_json(store, rel: str) -> dict | None:
