@@ -19,12 +19,12 @@ from .core import BadArgument, BadInput, atomic_path, atomic_write, check_range,
 from .composites import CompositesJob, CompositesPlan, read_sources
 from .depth import read_quality_table
 from .geometry import floor_example
-from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG, FG_MASK, FLOOR_FIELDS, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_NAMES, STAGES, TABLES,
+from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG, FG_MASK, FLOOR_FIELDS, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_KINDS, SHARD_NAMES, STAGES, TABLES,
                              TFRECORD_SCHEMA, bg_file, composite_files, depth_files, fg_files, made_after, sources_table, tfrecord_name)
 from .pack import check_members, read_index
 from .pixels import decode_jpeg
 from .stats import normalization
-from .store import FolderStore, check_dataset, check_outside, iter_manifest, read_json, record_sums
+from .store import FolderStore, ShardedStore, check_dataset, check_outside, iter_manifest, open_store, read_json, record_sums
 
 # %% auto #0
 __all__ = ['SPLITS', 'FEATURES', 'TFRECORD_FORMAT', 'READERS', 'assign_splits', 'split_sources', 'Feature', 'example_files',
@@ -190,7 +190,11 @@ def _folder_examples(path: Path, depth: bool, by: str, ids):
     return _slices(_ids(rows) | {k: [str(path/f) for f in v] for k, v in _files(rows, depth).items()}), len(rows), _read_files
 
 def _folder(path: Path, depth: bool) -> Opened:
-    "A dataset folder."
+    "A dataset folder: its composites, masks and depth maps in files, or in shards read in place."
+    store = open_store(path)
+    if isinstance(store, ShardedStore):  # the sources' files as whole members
+        whole = {f: (str(path/f), 0, (path/f).stat().st_size) for folder in {s.folder for s in SETS.values()} - SHARD_KINDS.keys() for f in store.list(folder)}
+        return Opened(*_tables(path), partial(_shard_examples, store.located() | whole, path, depth))
     return Opened(*_tables(path), partial(_folder_examples, path, depth))
 
 # %% ../nbs/12_data.ipynb #0a8a67c1
@@ -288,7 +292,7 @@ def _read_shard_files(ex):
 # %% ../nbs/12_data.ipynb #c17c3f8a
 def _shard_examples(members: dict, tables: Path, depth: bool, by: str, ids):
     rows = _manifest_rows(tables, by, ids)
-    depth = _with_depth(rows, depth, members.__contains__, f'{tables.parent} (packed)')
+    depth = _with_depth(rows, depth, members.__contains__, f'{tables.parent} (packed)' if tables.name == TABLES else tables)
     cols = _ids(rows)
     for k, files in _files(rows, depth).items():
         where = [members[f] for f in files]

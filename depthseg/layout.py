@@ -18,9 +18,9 @@ __all__ = ['BG', 'FG', 'FG_MASK', 'SOURCE_EXT', 'GATHERED', 'GATHER_STATE', 'PRE
            'SETS', 'PER_BACKGROUND', 'SHARD_INDEX', 'PULL_STATE', 'TABLES', 'TFRECORD_SCHEMA', 'SHARD_NAMES', 'STAGES',
            'LOCK', 'FOLDERS', 'source_ids', 'id_number', 'source_file', 'bg_file', 'fg_files', 'sources_table',
            'rejects_table', 'gathered_file', 'preview_sheet', 'cut_record', 'composite_id', 'composite_files',
-           'composite_bg', 'depth_files', 'background_shard', 'shard_member', 'example_record', 'geometry_files',
-           'model_depth_file', 'ImageSet', 'pull_state', 'shard_name', 'tfrecord_name', 'Stage', 'made_after',
-           'made_from', 'member_problem', 'escapes', 'name_problem', 'row_problem', 'folder_table']
+           'composite_bg', 'depth_files', 'background_shard', 'shard_member', 'member_file', 'example_record',
+           'geometry_files', 'model_depth_file', 'ImageSet', 'pull_state', 'shard_name', 'tfrecord_name', 'Stage',
+           'made_after', 'made_from', 'member_problem', 'escapes', 'name_problem', 'row_problem', 'folder_table']
 
 # %% ../nbs/00_layout.ipynb #1126ea09
 BG, FG, FG_MASK = 'bg', 'fg', 'fg_mask'  # folders (and id prefixes) of backgrounds, foregrounds and their masks
@@ -105,6 +105,13 @@ def shard_member(rel: str) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] not in SHARD_KINDS: return None
     stem, _, ext = parts[2].rpartition('.')
     return background_shard(parts[1]), f'{stem}.{SHARD_KINDS[parts[0]]}{ext}'
+
+def member_file(bg: str, name: str) -> str | None:
+    "The path of member `name` of the shard of background `bg`: `shard_member` undone; None for a manifest row (`ID.json`)."
+    stem, _, rest = name.partition('.')
+    kind, _, ext = rest.rpartition('.')
+    folder = {v: k for k, v in SHARD_KINDS.items()}.get(kind + '.' if kind else '')
+    return f'{folder}/{bg}/{stem}.{ext}' if folder and ext != 'json' else None
 
 def example_record(id_: str) -> str:
     "Name of the member holding the manifest row of composite `id_` in its shard."

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 from fastcore.basics import patch
 
 from .core import MAX_BYTES, BadArgument, BadInput, atomic_open, atomic_write, dataset_lock, iter_csv, optional_import, remove_temporaries, sha256, write_csv
-from .layout import (BG, FG, MANIFEST, SHARD_KINDS, SHARDS, STAGES, made_after, made_from, member_problem, name_problem, row_problem,
+from .layout import (BG, FG, MANIFEST, SHARD_KINDS, SHARDS, STAGES, made_after, made_from, member_file, member_problem, name_problem, row_problem,
                              shard_member, source_file)
 
 # %% auto #0
@@ -175,6 +175,15 @@ def present(self: ShardedStore, rels: Iterable[str]) -> set[str]:
     rels = set(rels); mapped = {r: at for r in rels if (at := shard_member(r))}
     indexes = {s: self.members(s) for s in {s for s, _ in mapped.values()}}  # one index per shard
     return FolderStore.present(self, rels - mapped.keys()) | {r for r, (s, n) in mapped.items() if n in indexes[s]}
+
+# %% ../nbs/02_store.ipynb #fce5e40f
+@patch
+def located(self: ShardedStore) -> dict[str, tuple[str, int, int]]:
+    "Where every file in the shards lies, path -> (shard file, offset, size): for readers that seek themselves, such as `tf.data`."
+    out = {}
+    for s in FolderStore.list(self, SHARDS, '*.tar'):
+        out |= {f: (str(self.root/s), *at) for name, at in self._there(s).items() if (f := member_file(Path(s).stem, name))}
+    return out
 
 # %% ../nbs/02_store.ipynb #1f36acd5
 @patch
