@@ -2,6 +2,7 @@
 
 Prints, for 224x224 composites with their masks:
 - end to end: `make_composites` on all cores, files written (composites + masks per second);
+- end to end straight into shards (`--shards`: one tar per background);
 - the machine's limit: the same compose + encode in memory on all cores, nothing written;
 - their ratio;
 - a naive one-process loop (open background, paste, save, per image), the baseline a user would write.
@@ -9,6 +10,7 @@ Prints, for 224x224 composites with their masks:
     python benchmarks/composites.py [--sources 99] [--positions 20] [--sample 20000]
 """
 import argparse, shutil, os, tempfile, time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from depthseg.backgrounds import prepare_backgrounds
 from depthseg.composites import CompositesJob, CompositesPlan, compose, encode, make_composites, placements, read_sources
 from depthseg.core import parallel_map
 from depthseg.foregrounds import prepare_foregrounds
-from depthseg.layout import COMPOSITES, MASKS, bg_file, fg_files
+from depthseg.layout import BG, COMPOSITES, FG, FG_MASK, MASKS, SHARDS, bg_file, fg_files, sources_table
 from depthseg.store import open_store
 from depthseg.testing import draw_sources
 
@@ -78,6 +80,11 @@ def main():
     limit = n_sample / (time.perf_counter() - t)
     t = time.perf_counter(); naive(ds, sample[:max(1, len(sample) // 10)], root/'naive')
     naive_rate = sum(map(len, sample[:max(1, len(sample) // 10)])) / (time.perf_counter() - t)
+    sharded = root/'sharded'
+    for f in (BG, FG, FG_MASK, sources_table(BG), sources_table(FG)): (shutil.copytree if (ds/f).is_dir() else shutil.copy)(ds/f, sharded/f)
+    t = time.perf_counter(); make_composites(sharded, replace(job, shards=True))
+    in_shards = total / (time.perf_counter() - t)
+    shard_size = sum(p.stat().st_size for p in (sharded/SHARDS).iterdir())
     t = time.perf_counter(); make_composites(ds, job)
     elapsed = time.perf_counter() - t
     e2e = total / elapsed
@@ -85,8 +92,10 @@ def main():
     print(f'\ncomposites of 224x224 + masks, {args.sources} backgrounds x {args.sources} foregrounds x 2 x {args.positions}'
           f' = {total:,}, on {os.cpu_count()} cores')
     print(f'  end to end (make_composites, files written) {e2e:8,.0f} composites/s   {elapsed:6.1f} s for {total:,}, {size / 2**30:.2f} GiB')
+    print(f'  end to end straight into shards (--shards)   {in_shards:8,.0f} composites/s   {total / in_shards:6.1f} s, {shard_size / 2**30:.2f} GiB in {args.sources} shards')
     print(f'  machine limit (compose + encode in memory)  {limit:8,.0f} composites/s   on {n_sample:,}')
-    print(f'  ratio end to end / limit                     {e2e / limit:8.0%}')
+    print(f'  ratio end to end / limit                     {e2e / limit:8.0%}   files')
+    print(f'                                               {in_shards / limit:8.0%}   shards')
     print(f'  naive one-process loop                       {naive_rate:8,.0f} composites/s   ({e2e / naive_rate:.1f}x slower than end to end)')
 
     if not args.workdir: shutil.rmtree(root)  # the temporary folder this run made
