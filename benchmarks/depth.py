@@ -9,7 +9,7 @@
    `python benchmarks/depth.py --model densedepth --resolution 480x640`, again with `--xla` and with `--full-precision`.
 The machine's load average is printed with the figures: on a shared machine they are low and noisy; compare ratios.
 
-    python benchmarks/depth.py [--images 2048] [--model tiny|densedepth] [--model-images 128] [--resolution 224x224] [--batch-size N] [--xla] [--full-precision]
+    python benchmarks/depth.py [--shards] [--images 2048] [--model tiny|densedepth] [--model-images 128] [--resolution 224x224] [--batch-size N] [--xla] [--full-precision]
 """
 import argparse, os, shutil, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +22,8 @@ from composites import make_sources  # benchmarks/composites.py: procedural sour
 from depthseg.composites import CompositesJob, make_composites
 from depthseg.depth import (DepthSpec, _read_batch, composite_quality, default_batch_size, depth_backend,
                             encode_maps, gpu_summary, make_depth, null_backend)
-from depthseg.layout import DEPTH, DEPTH_QUALITY, DEPTH_RECORD
-from depthseg.store import iter_manifest, open_store
+from depthseg.layout import DEPTH, DEPTH_QUALITY, DEPTH_RECORD, SHARDS, background_shard, depth_files
+from depthseg.store import ShardedStore, iter_manifest, open_store
 from depthseg.testing import reference_nyu_h5, tiny_depth_anything
 
 SOURCES = 4  # backgrounds and foregrounds each: 16 pairs, 32 composites per position
@@ -34,7 +34,7 @@ def load(): return 'load average {:.1f}, {:.1f}, {:.1f} (1, 5, 15 min) on {} cor
 
 def clear(ds):
     "Remove what the depth stage wrote in `ds`."
-    shutil.rmtree(ds/DEPTH, ignore_errors=True)
+    open_store(ds).remove(DEPTH)  # the folder, or the maps out of the shards
     for f in (DEPTH_RECORD, DEPTH_QUALITY): (ds/f).unlink(missing_ok=True)
 
 
@@ -61,7 +61,16 @@ def capacity(root, ds, n):
     encode = rate(lambda m: encode_maps(m[0], 'png', False, figures), maps, n)
     encoded = [encode_maps(m[0], 'png', False, figures)[0] for m in maps]
     (root/'scratch').mkdir(exist_ok=True); scratch = open_store(root/'scratch')
-    write = rate(lambda i: scratch.write(f'{i}.png', encoded[i]), range(n), n)
+    if isinstance(store, ShardedStore):  # each shard written again with its maps, as the stage does
+        shards = {}
+        for r, e in zip(rows, encoded): shards.setdefault(r['bg'], []).append((depth_files(r['bg'], r['id'])[0], e))
+        sharded = ShardedStore(root/'scratch'); sharded.makedirs(SHARDS)
+        for bg in shards: shutil.copy(ds/background_shard(bg), sharded.path(background_shard(bg)))
+        def write_shard(maps):
+            for f, e in maps: sharded.write(f, e)
+            sharded.flush()
+        write = rate(write_shard, list(shards.values()), n)
+    else: write = rate(lambda i: scratch.write(f'{i}.png', encoded[i]), range(n), n)
     parts = dict(read_decode=read, label=label, quality=quality, encode=encode, write=write)
     return stage, parts, float(np.mean([len(e) for e in encoded]))
 
@@ -115,13 +124,14 @@ def main():
     ap.add_argument('--batch-size', type=int, default=None, help="composites per model call (default: the device's, `default_batch_size`)")
     ap.add_argument('--xla', action='store_true', help='compile the model with XLA')
     ap.add_argument('--full-precision', action='store_true', help='float32 on a GPU (default: mixed precision there)')
+    ap.add_argument('--shards', action='store_true', help='composites straight into shards (`depthseg composites --shards`): maps written into them')
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix='depthseg-depth-bench-'))
     ds = make_sources(root, SOURCES)
-    make_composites(ds, CompositesJob(positions=-(-max(args.images, args.model_images + 64) // (2 * SOURCES ** 2))), progress=False)
+    make_composites(ds, CompositesJob(positions=-(-max(args.images, args.model_images + 64) // (2 * SOURCES ** 2)), shards=args.shards), progress=False)
     print(f'\n{gpu_summary()}\n{load()}')
     stage, parts, png = capacity(root, ds, args.images)
-    print(f'\nCapacity: make_depth with the null backend (no model work), {args.images} composites at 224x224; {load()}')
+    print(f'\nCapacity: make_depth with the null backend (no model work), {args.images} composites at 224x224{" in shards" if args.shards else ""}; {load()}')
     print(f'  end to end                       {stage:8.0f} maps/s  (read, decode, label, quality, encode, write, statistics)')
     for k, r in parts.items(): print(f'  limit: {k:25s} {r:8.0f} maps/s  (alone, all cores)')
     serial = 1 / sum(1 / r for r in parts.values())

@@ -85,22 +85,25 @@ def open_write(self: FolderStore, rel: str, text: bool = False):
     with atomic_open(self.root/rel, 'w' if text else 'wb') as f: yield f
 
 # %% ../nbs/02_store.ipynb #5bcc0ac3
-def _member_problem(m: tarfile.TarInfo, bg: str, seen: dict, end: int) -> str | None:
-    "Why tar member `m` cannot be one of the shard of background `bg` (`end` bytes long) after members `seen`, or None."
-    if not m.isreg(): return f'{m.name[:80]!r} is not a plain file'
-    if why := member_problem(m.name, bg): return why
-    if m.name in seen: return f'{m.name[:80]!r} is there twice'
-    return f'{m.name[:80]!r} runs past the end of the shard' if m.offset_data + m.size > end or m.size > MAX_BYTES else None
+def _member_problem(h: bytes, bg: str, seen: dict, data_at: int, end: int) -> tuple[str, int] | str:
+    "Member name and size from the 512-byte tar header `h` of a member of the shard of background `bg` whose data begins at `data_at`; or why it cannot be one."
+    try: name, size = h[:100].split(b'\0', 1)[0].decode(), int(h[124:136].split(b'\0', 1)[0] or b'0', 8)
+    except (UnicodeDecodeError, ValueError): return 'has a corrupt header'
+    if h[345:346] != b'\0' and h[257:263] == b'ustar\0': name = '/'  # a USTAR prefix: a path in a folder, no file of a composite
+    if int(h[148:156].split(b'\0', 1)[0].strip() or b'-1', 8) != sum(h[:148]) + 256 + sum(h[156:]): return f'{name[:80]!r} has a corrupt header (checksum)'
+    if h[156:157] not in (b'0', b'\0'): return f'{name[:80]!r} is not a plain file'
+    if why := member_problem(name, bg): return why
+    if name in seen: return f'{name[:80]!r} is there twice'
+    return (name, size) if data_at + size <= end and size <= MAX_BYTES else f'{name[:80]!r} runs past the end of the shard'
 
 def shard_index(f, path, bg: str) -> dict[str, tuple[int, int]]:
-    "Where each member of the shard of background `bg`, open as `f` (read from `path`), lies: name -> (offset, size), in order."
-    out, end = {}, os.fstat(f.fileno()).st_size
-    try:
-        with tarfile.open(fileobj=f, mode='r:') as tar:
-            for m in tar:
-                if why := _member_problem(m, bg, out, end): raise BadInput(path, f'member {why}')
-                out[m.name] = (m.offset_data, m.size)
-    except tarfile.TarError as e: raise BadInput(path, f'not an uncompressed tar ({str(e)[:200]})') from None
+    "Where each member of the shard of background `bg`, open as `f` (read from `path`), lies: name -> (offset, size), in order; one read per member."
+    out, end, at = {}, os.fstat(f.fileno()).st_size, 0
+    while (h := os.pread(f.fileno(), 512, at)) != bytes(512):
+        if len(h) < 512: raise BadInput(path, 'cut short: the tar shard does not end where it should')
+        member = _member_problem(h, bg, out, at + 512, end)
+        if isinstance(member, str): raise BadInput(path, f'member {member}')
+        out[member[0]] = (at + 512, member[1]); at += 512 + -(-member[1] // 512) * 512
     return out
 
 # %% ../nbs/02_store.ipynb #73d920e6
