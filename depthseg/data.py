@@ -21,7 +21,7 @@ from .depth import read_quality_table
 from .geometry import floor_example
 from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_RECORD, FG, FG_MASK, FLOOR_FIELDS, MANIFEST, MASKS, SETS, SHARD_INDEX, SHARD_KINDS, SHARD_NAMES, STAGES, TABLES,
                              TFRECORD_SCHEMA, bg_file, composite_files, depth_files, fg_files, made_after, sources_table, tfrecord_name)
-from .pack import check_members, read_index
+from .pack import check_members, inner_files, read_index
 from .pixels import decode_jpeg
 from .stats import normalization
 from .store import FolderStore, ShardedStore, check_dataset, check_outside, iter_manifest, open_store, read_json, record_sums
@@ -255,13 +255,13 @@ def _on_the_fly(path: Path, depth: bool) -> Opened:
 
 # %% ../nbs/12_data.ipynb #1c9a71b2
 def _shard_members(folder: Path) -> dict[str, tuple[str, int, int]]:
-    "Where each file of the packed dataset in `folder` lies: member name -> (shard path, byte offset, size), the index and members checked."
+    "Where each file of the packed dataset in `folder` lies: member name -> (shard path, byte offset, size), the index and members checked; the files in its background shards too, by their paths (`bgfg/bg_007/ID.jpg`)."
     import tarfile
     out = {}
     for s in read_index(folder)['shards']:
         try:
-            with tarfile.open(folder/s['name'], mode='r:') as tar:
-                out |= {m.name: (str(folder/s['name']), m.offset_data, m.size) for m in check_members(tar, s)}
+            with tarfile.open(path := folder/s['name'], mode='r:') as tar:
+                for m in check_members(tar, s): out |= {m.name: (str(path), m.offset_data, m.size)} | {f: (str(path), *at) for f, at in inner_files(tar, m, path).items()}
         except tarfile.TarError as e: raise BadInput(folder/s['name'], f'not an uncompressed tar ({e})') from None
     return out
 
