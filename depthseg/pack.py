@@ -16,9 +16,9 @@ from tqdm.auto import tqdm
 
 from .core import (MAX_BYTES, BadArgument, BadInput, atomic_open, atomic_write, check_range, dataset_lock, file_sha256, is_url,
                            parallel_map, remove_temporaries, sha256)
-from .store import FolderStore, _member_problem as _composite_problem, check_dataset, check_outside, open_store, record_sums
-from .layout import (CARD_JSON, CARD_MD, LOCK, SHARD_INDEX, SHARD_KINDS, SHARD_NAMES, SHARDS, STAGES, background_shard, escapes, name_problem,
-                             pull_state, shard_member, shard_name)
+from .store import FolderStore, check_dataset, check_outside, open_store, record_sums, shard_index
+from .layout import (CARD_JSON, CARD_MD, LOCK, SHARD_INDEX, SHARD_NAMES, SHARDS, STAGES, escapes, member_file, name_problem, pull_state,
+                             shard_name)
 
 # %% auto #0
 __all__ = ['INDEX', 'INDEX_FORMAT', 'CARD_FILES', 'TIMEOUT', 'WAITS', 'RETRY_CODES', 'DRIVE_ID', 'plan_shards', 'pack',
@@ -226,37 +226,14 @@ def check_members(tar: tarfile.TarFile, shard: dict) -> list[tarfile.TarInfo]:
     if absent := [f for f in shard['files'] if f not in seen]: raise BadInput(shard['name'], f'refused: no member {absent[0]!r}, listed in the index')
     return members
 
-# %% ../nbs/11_pack.ipynb #44ebea66
-class _Window(io.RawIOBase):
-    "Bytes `start` to `start + size` of open file `f`, read as a file of their own: a tar inside a tar."
-    def __init__(self, f, start: int, size: int): self.f, self.start, self.size, self.pos = f, start, size, 0
-    def readable(self): return True
-    def seekable(self): return True
-    def tell(self): return self.pos
-    def seek(self, pos, whence=0):
-        self.pos = min(max(0, pos + (0, self.pos, self.size)[whence]), self.size); return self.pos
-    def readinto(self, b):
-        self.f.seek(self.start + self.pos); n = self.f.readinto(memoryview(b)[:self.size - self.pos]); self.pos += n; return n
-
-# %% ../nbs/11_pack.ipynb #07d2197d
-def _file_of(bg: str, name: str) -> str | None:
-    "The path in a sharded dataset (`bgfg_mask/bg_007/ID.png`) of member `name` (`ID.mask.png`) of the shard of background `bg`: the inverse of `shard_member`; None for a manifest row (`ID.json`)."
-    stem, kind = name.split('.', 1)
-    paths = (f'{folder}/{bg}/{stem}.{kind.removeprefix(p)}' for folder, p in SHARD_KINDS.items() if kind.startswith(p))
-    return next((f for f in paths if not name_problem(f) and shard_member(f) == (background_shard(bg), name)), None)
-
 # %% ../nbs/11_pack.ipynb #89e4eb23
 def inner_files(tar: tarfile.TarFile, m: tarfile.TarInfo, shard) -> dict[str, tuple[int, int]]:
-    "Where the files that background shard `m` (`shards/bg_007.tar`), a member of pack shard `tar` (named `shard`), holds lie in `tar`'s file: path in the dataset -> (offset, size); {} for any other member. `BadInput` naming `shard` and `m` unless `m`'s members are plain files of its background's composites, each once, inside it."
+    "Where the files of background shard `m` (`shards/bg_007.tar`), a member of pack shard `tar` (named `shard`), lie in `tar`'s file: path in the dataset -> (offset, size); {} for any other member. `BadInput` naming `shard` and `m` if `store.shard_index` refuses it."
     if m.name.split('/')[0] != SHARDS: return {}
-    bg, found, refuse = Path(m.name).stem, {}, lambda why: BadInput(shard, f'refused: in {m.name!r}, {why}')
-    try:
-        with tarfile.open(fileobj=_Window(tar.fileobj, m.offset_data, m.size), mode='r:') as inner:
-            for n in inner:
-                if why := _composite_problem(n, bg, found, m.size): raise refuse(f'member {why}')
-                found[n.name] = (m.offset_data + n.offset_data, n.size)
-    except tarfile.TarError as e: raise refuse(f'not an uncompressed tar ({str(e)[:200]})') from None
-    return {f: at for n, at in found.items() if (f := _file_of(bg, n))}
+    bg = Path(m.name).stem
+    try: found = shard_index(tar.fileobj, shard, bg, m.offset_data, m.offset_data + m.size)  # an uncompressed tar lies whole in the one around it
+    except BadInput as e: raise BadInput(shard, f'refused: in {m.name!r}, {e.reason}') from None
+    return {f: at for n, at in found.items() if (f := member_file(bg, n))}
 
 # %% ../nbs/11_pack.ipynb #dcdd1c98
 def extract_shard(task) -> tuple[str, str | None]:

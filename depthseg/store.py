@@ -96,15 +96,16 @@ def _member_problem(h: bytes, bg: str, seen: dict, data_at: int, end: int) -> tu
     if name in seen: return f'{name[:80]!r} is there twice'
     return (name, size) if data_at + size <= end and size <= MAX_BYTES else f'{name[:80]!r} runs past the end of the shard'
 
-def shard_index(f, path, bg: str) -> dict[str, tuple[int, int]]:
-    "Where each member of the shard of background `bg`, open as `f` (read from `path`), lies: name -> (offset, size), in order; one read per member."
-    out, end, at = {}, os.fstat(f.fileno()).st_size, 0
-    while (h := os.pread(f.fileno(), 512, at)) != bytes(512):
-        if len(h) < 512: raise BadInput(path, 'cut short: the tar shard does not end where it should')
+def shard_index(f, path, bg: str, start: int = 0, end: int | None = None) -> dict[str, tuple[int, int]]:
+    "Where each member of the shard of background `bg` lies in file `f` (read from `path`; the shard is its bytes `start` to `end`, default all): name -> (offset, size), in order."
+    out, end, at = {}, f.seek(0, os.SEEK_END) if end is None else end, start
+    while True:
+        f.seek(at); h = f.read(max(min(512, end - at), 0))  # the next header, not past the shard's end
+        if h == bytes(512): return out  # the end of the archive
+        if len(h) < 512: raise BadInput(path, 'not a whole uncompressed tar: cut short, or compressed')
         member = _member_problem(h, bg, out, at + 512, end)
         if isinstance(member, str): raise BadInput(path, f'member {member}')
         out[member[0]] = (at + 512, member[1]); at += 512 + -(-member[1] // 512) * 512
-    return out
 
 # %% ../nbs/02_store.ipynb #73d920e6
 def _ustar_header(name: str, size: int) -> bytes:
