@@ -52,7 +52,6 @@ def _size(store, rel: str) -> tuple[int, int]:
 
 # %% ../nbs/10_stats.ipynb #581e90ad
 _IN_SHARDS = [n for n, s in SETS.items() if s.folder in SHARD_KINDS]  # the sets a shard holds
-_KIND_SET = {SHARD_KINDS[SETS[n].folder]: n for n in _IN_SHARDS}  # what a member's name adds before its extension -> its set
 
 def _tasks(store):
     "Units of work: (set names, folder or shard of `store`); the sets of one folder are read together, per-background ones a sub-folder or a shard at a time."
@@ -67,8 +66,10 @@ def _tasks(store):
 def _shard_images(store, shard: str) -> Iterator[tuple[str, str]]:
     "(set, path the manifest gives it) of each image of `shard`: `ID.mask.png` -> `bgfg_mask/bg_007/ID.png`; records and 16-bit maps left out."
     for m in store.members(shard):
-        key, _, rest = m.partition('.'); kind, _, ext = rest.rpartition('.')
-        if (n := _KIND_SET.get(kind and f'{kind}.')) and fnmatch(f'{key}.{ext}', SETS[n].pattern): yield n, f'{SETS[n].folder}/{Path(shard).stem}/{key}.{ext}'
+        name = f"{m.split('.', 1)[0]}.{m.rsplit('.', 1)[1]}"  # `ID.mask.png` -> `ID.png`
+        for n in _IN_SHARDS:
+            rel = f'{SETS[n].folder}/{Path(shard).stem}/{name}'
+            if fnmatch(name, SETS[n].pattern) and shard_member(rel) == (shard, m): yield n, rel  # the member of that path: the layout's mapping, both ways
 
 
 # %% ../nbs/10_stats.ipynb #7b0d5c21

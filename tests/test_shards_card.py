@@ -8,9 +8,9 @@ from depthseg.composites import CompositesJob, make_composites
 from depthseg.core import BadInput
 from depthseg.depth import DepthSpec, make_depth
 from depthseg.geometry import make_geometry
-from depthseg.layout import CARD, CARD_JSON, COMPOSITES, DEPTH, MASKS, SHARDS, background_shard
-from depthseg.stats import _sample_rows, _sample_sheet, dataset_stats, write_card
-from depthseg.store import ShardedStore, open_store, write_tar
+from depthseg.layout import CARD, CARD_JSON, COMPOSITES, DEPTH, MASKS, SHARDS, background_shard, composite_id, depth_files
+from depthseg.stats import _map_pixels, _sample_rows, _sample_sheet, dataset_stats, write_card
+from depthseg.store import ShardedStore, iter_manifest, open_store, write_tar
 
 
 def build(sources: Path, dest: Path, job: CompositesJob, spec: DepthSpec, geometry: bool = False) -> Path:
@@ -22,7 +22,7 @@ def build(sources: Path, dest: Path, job: CompositesJob, spec: DepthSpec, geomet
     return ds
 
 
-def twins(sources, tmp_path, spec=DepthSpec('exact'), geometry=False, **job):
+def twins(sources, tmp_path, spec: DepthSpec, geometry=False, **job):
     "The same dataset made into folders and into shards."
     return [build(sources, tmp_path/name, CompositesJob(positions=2, shards=shards, **job), spec, geometry) for name, shards in (('folders', False), ('shards', True))]
 
@@ -31,12 +31,13 @@ def figures(stats): return {n: s.to_json() for n, s in stats.items()}
 
 
 def test_a_sharded_dataset_gets_the_card_of_its_folder_twin(sources, tmp_path):
-    folders, sharded = twins(sources, tmp_path)
+    folders, sharded = twins(sources, tmp_path, DepthSpec('exact', fmt='jpg', full_precision=True))  # `KEY.depth.jpg` and `KEY.depth16.png` (no set) too
     assert isinstance(open_store(sharded), ShardedStore) and not any((sharded/f).exists() for f in (COMPOSITES, MASKS, DEPTH))
     cards = [write_card(ds, workers=2, progress=False) for ds in (folders, sharded)]
     assert cards[1]['sets'] == cards[0]['sets']  # count, dimensions, bytes, mean and std of every set
     assert {n: s['images'] for n, s in cards[1]['sets'].items() if n.startswith('bgfg')} == {'bgfg': 400, 'bgfg_mask': 400, 'bgfg_depth': 400}
     store = open_store(sharded)
+    assert {n.split('.', 1)[1] for s in store.list(SHARDS, '*.tar') for n in store.members(s)} == {'jpg', 'json', 'mask.png', 'depth.jpg', 'depth16.png'}
     jpegs = [size for s in store.list(SHARDS, '*.tar') for n, (_, size) in store.members(s).items() if n.count('.') == 1 and n.endswith('.jpg')]  # `KEY.jpg`
     assert len(jpegs) == 400 and cards[1]['sets']['bgfg']['bytes'] == sum(jpegs)  # a member's size: what it holds
     assert figures(dataset_stats(sharded, workers=1, progress=False)) == figures(dataset_stats(folders, workers=2, progress=False))
@@ -55,6 +56,15 @@ def test_floor_placement_and_layered_depth_in_shards(sources, tmp_path):
     assert cards[1]['sets'] == cards[0]['sets'] and cards[1]['sets']['bgfg_depth']['images'] == 400
     assert cards[1]['floor'] == cards[0]['floor'] and cards[1]['layered_check'] == cards[0]['layered_check']
     for name in ('floor', 'layered', 'samples'): assert (sharded/CARD/f'{name}.png').read_bytes() == (folders/CARD/f'{name}.png').read_bytes(), name
+
+    r = next(iter_manifest(open_store(sharded))); bg, shape = r['bg'], (224, 224)
+    maps = [_map_pixels(open_store(ds), depth_files(bg, r['id'])[0], shape) for ds in (folders, sharded)]  # the layered picture's checked reads
+    assert maps[0].shape == shape and (maps[0] == maps[1]).all()
+    with pytest.raises(BadInput, match=re.escape(f"{bg}.tar member {r['id']}.depth.png: a L image of 224x224, not an 8-bit map of 1x1")): _map_pixels(open_store(sharded), depth_files(bg, r['id'])[0], (1, 1))
+    gone = composite_id(bg, 'fg_009', True, 99)
+    with pytest.raises(BadInput, match=re.escape(f'{bg}.tar member {gone}.depth.png: missing')): _map_pixels(open_store(sharded), depth_files(bg, gone)[0], shape)
+    link = folders/depth_files(bg, r['id'])[0]; link.unlink(); link.symlink_to(folders/r['mask'])
+    with pytest.raises(BadInput, match=re.escape(f'{link}: missing, or not a file')): _map_pixels(open_store(folders), depth_files(bg, r['id'])[0], shape)
 
 
 def bomb() -> bytes:
