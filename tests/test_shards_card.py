@@ -1,5 +1,5 @@
 "The card of a dataset made straight into shards: the same figures and pictures as the same dataset in folders, and its untrusted members named."
-import re, shutil, struct, subprocess, sys, zlib
+import json, re, shutil, struct, subprocess, sys, zlib
 from pathlib import Path
 
 import pytest
@@ -33,8 +33,11 @@ def figures(stats): return {n: s.to_json() for n, s in stats.items()}
 def test_a_sharded_dataset_gets_the_card_of_its_folder_twin(sources, tmp_path):
     folders, sharded = twins(sources, tmp_path, DepthSpec('exact', fmt='jpg', full_precision=True))  # `KEY.depth.jpg` and `KEY.depth16.png` (no set) too
     assert isinstance(open_store(sharded), ShardedStore) and not any((sharded/f).exists() for f in (COMPOSITES, MASKS, DEPTH))
-    cards = [write_card(ds, workers=2, progress=False) for ds in (folders, sharded)]
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'stats', str(sharded), '--workers', '2'], capture_output=True, text=True)  # as a user makes it
+    assert r.returncode == 0, r.stderr
+    cards = [write_card(folders, workers=2, progress=False), json.loads((sharded/CARD_JSON).read_text())]
     assert cards[1]['sets'] == cards[0]['sets']  # count, dimensions, bytes, mean and std of every set
+    assert write_card(sharded, recompute=False, progress=False)['sets'] == cards[0]['sets']  # from what the stages counted as they wrote the shards
     assert {n: s['images'] for n, s in cards[1]['sets'].items() if n.startswith('bgfg')} == {'bgfg': 400, 'bgfg_mask': 400, 'bgfg_depth': 400}
     store = open_store(sharded)
     assert {n.split('.', 1)[1] for s in store.list(SHARDS, '*.tar') for n in store.members(s)} == {'jpg', 'json', 'mask.png', 'depth.jpg', 'depth16.png'}
