@@ -6,10 +6,12 @@ Docs: https://depthseg.github.io/depthseg/stats.html.md"""
 
 # %% ../nbs/10_stats.ipynb #d09b0492
 from __future__ import annotations
-import json, platform
+import io, json, platform
+from contextlib import contextmanager
 from dataclasses import fields
+from fnmatch import fnmatch
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -18,47 +20,88 @@ from .composites import CompositesJob, paste, placements, read_sources
 from .depth import FOOT_GAP, QUALITY_FIELDS, _geometry_record, foot_flag, layered_summary, quality_summary, read_layered_check, read_quality_table
 from .core import BadArgument, BadInput, atomic_path, check_range, atomic_write, parallel_map
 from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_QUALITY, DEPTH_RECORD, FG,
-                             FG_ALPHA, FG_HEIGHTS, FG_MASK, GEOMETRY_RECORD, LAYERED_CHECK, MANIFEST, MASKS, PER_BACKGROUND, SETS, bg_file,
-                             composite_bg, composite_files, depth_files, fg_files, made_after, model_depth_file)
+                             FG_ALPHA, FG_HEIGHTS, FG_MASK, GEOMETRY_RECORD, LAYERED_CHECK, MANIFEST, MASKS, PER_BACKGROUND, SETS, SHARD_KINDS, SHARDS, bg_file,
+                             composite_bg, composite_files, depth_files, fg_files, made_after, model_depth_file, shard_member)
 from .pixels import LEVELS, PixelStats, merge_stats, stage_stats
-from .store import FolderStore, check_dataset, iter_manifest, lineage, read_json
+from .store import FolderStore, ShardedStore, check_dataset, iter_manifest, lineage, open_store, read_json
 
 # %% auto #0
 __all__ = ['dataset_stats', 'card_markdown', 'placement_coverage', 'write_card', 'normalization']
 
+# %% ../nbs/10_stats.ipynb #3c1a7e52
+def _where(store, rel: str) -> str:
+    "Where file `rel` of `store` lies, for a message: its path, or its shard and member."
+    at = shard_member(rel) if isinstance(store, ShardedStore) else None
+    return f'{store.path(at[0])} member {at[1]}' if at else str(store.path(rel))
+
+@contextmanager
+def _opened(store, rel: str, data: bytes | None = None):
+    "Image `rel` of `store` (a file, or a member of its shard; its bytes `data` if read), open; `BadInput` naming it where Pillow cannot read it (corrupt, truncated, a decompression bomb)."
+    try:
+        with Image.open(io.BytesIO(store.read(rel) if data is None else data)) as im: yield im
+    except (OSError, Image.DecompressionBombError) as e: raise BadInput(_where(store, rel), f'not an image ({str(e)[:100]})') from None
+
+def _pixels(store, rel: str) -> np.ndarray:
+    "The pixels of image `rel` of `store`."
+    with _opened(store, rel) as im: return np.asarray(im)
+
+def _size(store, rel: str) -> tuple[int, int]:
+    "(width, height) of image `rel` of `store`, from its header."
+    with _opened(store, rel) as im: return im.size
+
+
 # %% ../nbs/10_stats.ipynb #581e90ad
-def _tasks(dataset: Path):
-    "Units of work: (set names, folder); the sets of one folder are read together, per-background ones a sub-folder at a time."
+_IN_SHARDS = [n for n, s in SETS.items() if s.folder in SHARD_KINDS]  # the sets a shard holds
+
+def _tasks(store):
+    "Units of work: (set names, folder or shard of `store`); the sets of one folder are read together, per-background ones a sub-folder or a shard at a time."
     folders = {}
     for name, s in SETS.items(): folders.setdefault(s.folder, []).append(name)
     for folder, names in folders.items():
-        if not (dataset/folder).is_dir(): continue
-        if folder not in PER_BACKGROUND: yield names, str(dataset/folder)
-        else: yield from ((names, str(sub)) for sub in sorted(p for p in (dataset/folder).iterdir() if p.is_dir()))
+        if not store.path(folder).is_dir(): continue
+        if folder not in PER_BACKGROUND: yield names, folder
+        else: yield from ((names, f'{folder}/{p.name}') for p in sorted(store.path(folder).iterdir()) if p.is_dir())
+    yield from ((_IN_SHARDS, s) for s in store.list(SHARDS, '*.tar'))
+
+def _shard_images(store, shard: str) -> Iterator[tuple[str, str]]:
+    "(set, path the manifest gives it) of each image of `shard`: `ID.mask.png` -> `bgfg_mask/bg_007/ID.png`; records and 16-bit maps left out."
+    for m in store.members(shard):
+        name = f"{m.split('.', 1)[0]}.{m.rsplit('.', 1)[1]}"  # `ID.mask.png` -> `ID.png`
+        for n in _IN_SHARDS:
+            rel = f'{SETS[n].folder}/{Path(shard).stem}/{name}'
+            if fnmatch(name, SETS[n].pattern) and shard_member(rel) == (shard, m): yield n, rel  # the member of that path: the layout's mapping, both ways
+
+
+# %% ../nbs/10_stats.ipynb #7b0d5c21
+_VIEWS = {FG: lambda a: (a[..., :3], a[..., 3] == 255), FG_ALPHA: lambda a: (a[..., 3], None)}  # what `fg` and `fg_alpha` count of a cut-out
+
+def _images(store, names: list[str], rel: str) -> Iterator[tuple[str, list[str]]]:
+    "Each image of folder or shard `rel` of `store`, with the sets of `names` it counts in."
+    if rel.split('/')[0] != SHARDS: yield from ((f, names) for f in store.list(rel, SETS[names[0]].pattern))
+    else: yield from ((f, [n]) for n, f in _shard_images(store, rel) if n in names)
 
 def _count(task) -> dict[str, PixelStats]:
-    "Statistics of the images of one folder."
-    names, folder = task
-    out = {n: PixelStats(SETS[n].channels) for n in names}
-    for p in sorted(Path(folder).glob(SETS[names[0]].pattern)):
-        if p.name.startswith('.'): continue
-        a, size = np.asarray(Image.open(p)), p.stat().st_size
-        if FG in names:
-            out[FG].add(a[..., :3], where=a[..., 3] == 255, nbytes=size)
-            out[FG_ALPHA].add(a[..., 3], nbytes=size)
-        else: out[names[0]].add(a, nbytes=size)
+    "Statistics of the sets `names` in one folder or shard `rel` of `store`: each image read through the store, its size in bytes what it holds."
+    store, names, rel = task
+    out = {}
+    for f, sets in _images(store, names, rel):
+        data = store.read(f)
+        with _opened(store, f, data) as im: a = np.asarray(im)
+        for n in sets: out.setdefault(n, PixelStats(SETS[n].channels)).add(*_VIEWS.get(n, lambda a: (a, None))(a), nbytes=len(data))
     return out
+
 
 # %% ../nbs/10_stats.ipynb #b8663a50
 def dataset_stats(
-    dataset, # dataset folder
+    dataset, # dataset folder (or its store)
     workers:int|None=None, # worker processes (default: all cores)
     progress:bool=True, # show a progress bar
     skip:tuple=(), # sets not to compute (already known)
 ) -> dict[str, PixelStats]:
     "Exact statistics of every image set present in `dataset`."
-    tasks = [t for t in _tasks(Path(dataset)) if not set(t[0]) <= set(skip)]
-    total = merge_stats(parallel_map(_count, tasks, workers, desc='statistics', unit='folder', progress=progress, total=len(tasks)))
+    store = open_store(dataset)
+    tasks = [(store, todo, rel) for names, rel in _tasks(store) if (todo := [n for n in names if n not in skip])]
+    total = merge_stats(parallel_map(_count, tasks, workers, desc='statistics', unit='part', progress=progress, total=len(tasks)))
     return {n: total[n] for n in SETS if n in total}
 
 # %% ../nbs/10_stats.ipynb #01f262b1
@@ -204,10 +247,10 @@ def _bare(ax):
     return ax
 
 # %% ../nbs/10_stats.ipynb #89e2f043
-def _sample_sheet(dataset: Path, picks: list[dict], path: Path):
-    "Draw manifest rows `picks` of `dataset` in PNG `path`, a row each with the files of its composite; returns the figure."
+def _sample_sheet(dataset, picks: list[dict], path: Path):
+    "Draw manifest rows `picks` of `dataset` (a folder or its store) in PNG `path`, a row each with the files of its composite; returns the figure."
     import matplotlib.pyplot as plt
-    depth = (dataset/DEPTH).is_dir()
+    store = open_store(dataset); depth = store.has_files(DEPTH)
     with _style():
         fig = plt.figure(figsize=(_WIDTH / 100, 0.6 + 1.3 * len(picks)))
         grid = fig.add_gridspec(len(picks), len(_COLUMNS))
@@ -218,8 +261,8 @@ def _sample_sheet(dataset: Path, picks: list[dict], path: Path):
             for j, (c, title) in enumerate(_COLUMNS.items()):
                 if c == DEPTH and not depth: continue
                 ax = _bare(fig.add_subplot(grid[i, j]))
-                if found := next((dataset/f for f in files[c] if (dataset/f).exists()), None):
-                    with Image.open(found) as im: ax.imshow(np.asarray(im), cmap='magma' if c == DEPTH else 'gray', vmin=0, vmax=255)
+                if found := next((f for f in files[c] if store.exists(f)), None):
+                    with _opened(store, found) as im: ax.imshow(np.asarray(im), cmap='magma' if c == DEPTH else 'gray', vmin=0, vmax=255)
                 else: ax.text(.5, .5, 'missing', ha='center', va='center', color='tab:red', transform=ax.transAxes)
                 if i == 0: ax.set_title(f'{title}\n({c})', fontsize=10)
                 if j == 0: ax.set_ylabel(_row_label(r), rotation=0, ha='right', va='center', fontsize=9)
@@ -239,11 +282,11 @@ def placement_coverage(rows: Iterable[dict], size: tuple[int, int]) -> np.ndarra
     return cover.cumsum(0).cumsum(1)[:size[0], :size[1]]
 
 # %% ../nbs/10_stats.ipynb #352f9a74
-def _heat_map(dataset: Path, n: int, path: Path):
+def _heat_map(dataset, n: int, path: Path):
     "Draw the share of the `n` composites of `dataset` that cover each pixel in PNG `path`; returns the figure."
     import matplotlib.pyplot as plt
-    rows = lambda: iter_manifest(FolderStore(dataset))
-    with Image.open(dataset/bg_file(next(rows())['bg'])) as bg: w, h = bg.size
+    store = open_store(dataset); rows = lambda: iter_manifest(store)
+    w, h = _size(store, bg_file(next(rows())['bg']))
     with _style():
         fig, ax = plt.subplots(figsize=(6, 4.6))
         im = ax.imshow(placement_coverage(rows(), (h, w)) / n, cmap='viridis', vmin=0)
@@ -253,10 +296,10 @@ def _heat_map(dataset: Path, n: int, path: Path):
     return fig
 
 # %% ../nbs/10_stats.ipynb #6028ea92
-def _quality_picture(dataset: Path, q: dict, path: Path):
+def _quality_picture(dataset, q: dict, path: Path):
     "Draw the distribution of each quality figure of `dataset` and its worst composite with its map (summary `q`) in PNG `path`; returns the figure."
     import matplotlib.pyplot as plt
-    store = FolderStore(dataset); values = {k: [] for k in QUALITY_FIELDS[1:4]}
+    store = open_store(dataset); values = {k: [] for k in QUALITY_FIELDS[1:4]}
     for r in read_quality_table(store):
         for k, v in values.items(): v.extend([] if r[k] is None else [r[k]])
     fmt = read_json(store, DEPTH_RECORD)['fmt']
@@ -269,7 +312,7 @@ def _quality_picture(dataset: Path, q: dict, path: Path):
             if not (worst := q[k].get('worst')): continue
             for c, (rel, cmap) in enumerate(((composite_files(composite_bg(worst), worst)[0], None), (depth_files(composite_bg(worst), worst, fmt)[0], 'magma'))):
                 ax = _bare(fig.add_subplot(grid[1, 2 * j + c]))
-                with Image.open(dataset/rel) as im: ax.imshow(np.asarray(im), cmap=cmap, vmin=0, vmax=255)
+                with _opened(store, rel) as im: ax.imshow(np.asarray(im), cmap=cmap, vmin=0, vmax=255)
                 ax.set_title(f"worst {k}" if c == 0 else f"{q[k]['worst_value']:.1f} levels" + (f" ({foot_flag(q[k]['worst_value']) or 'not flagged'})" if k == 'foot_gap' else ''), fontsize=9)
                 ax.set_xlabel(worst.replace('_fg', '\nfg') if c == 0 else 'its depth map', fontsize=8)
         fig.tight_layout(); _save(fig, path)
@@ -278,11 +321,11 @@ def _quality_picture(dataset: Path, q: dict, path: Path):
 # %% ../nbs/10_stats.ipynb #382ad9fd
 _CELL = 8  # pixels: the side of a cell of the foot-point heat map
 
-def _floor_figures(dataset: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+def _floor_figures(dataset) -> tuple[dict, np.ndarray, np.ndarray]:
     "Summary of the floor placements of `dataset` for the card (5th, 50th and 95th percentiles), foot points per `_CELL` x `_CELL` pixels of the background, and each composite's scale."
-    store = FolderStore(dataset)
+    store = open_store(dataset)
     heights = {k: s.size[1] for k, s in read_sources(store, FG).items()}
-    w, h = _size(dataset/bg_file(next(iter_manifest(store))['bg']))
+    w, h = _size(store, bg_file(next(iter_manifest(store))['bg']))
     feet, scales, depths = np.zeros((-(-h // _CELL), -(-w // _CELL))), [], []
     for r in iter_manifest(store):
         if 'foot_x' not in r: raise BadInput(store.path(MANIFEST), f"{r['id']}: no floor columns, yet {COMPOSITES_RECORD} says the composites stand on the floor")
@@ -293,30 +336,26 @@ def _floor_figures(dataset: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     return dict(composites=len(scales), scale=spread(scales), foot_depth_m=spread(depths)), feet, np.array(scales)
 
 # %% ../nbs/10_stats.ipynb #e5cbab98
-def _size(path: Path) -> tuple[int, int]:
-    "(width, height) of image `path`, from its header."
-    with Image.open(path) as im: return im.size
-
 def _random_twin(store, r: dict) -> Image.Image:
     "The composite random placement (the reference's) makes of the pair, side and index of floor-placed manifest row `r`."
     comp = read_json(store, COMPOSITES_RECORD)
     job = CompositesJob(positions=comp['positions'], flip=comp['flip'], seed=comp['seed'])
-    sizes = [_size(store.path(f)) for f in (bg_file(r['bg']), fg_files(r['fg'])[0])]
+    sizes = [_size(store, f) for f in (bg_file(r['bg']), fg_files(r['fg'])[0])]
     twin = next((p for p in placements(r['bg'], r['fg'], *sizes, job) if (p.flip, p.index) == (r['flip'] == '1', int(r['index']))), None)
     if twin is None: raise BadInput(store.path(MANIFEST), f"{r['id']}: no such placement in {COMPOSITES_RECORD} (index {r['index']})")
     return paste(store, twin)[0]
 
-def _floor_picture(dataset: Path, picks: list[dict], feet: np.ndarray, scales: np.ndarray, path: Path):
+def _floor_picture(dataset, picks: list[dict], feet: np.ndarray, scales: np.ndarray, path: Path):
     "Draw manifest rows `picks` of floor-placed `dataset` beside their random twins, the foot points `feet` and the `scales`, in PNG `path`; returns the figure."
     import matplotlib.pyplot as plt
-    store = FolderStore(dataset)
+    store = open_store(dataset)
     with _style():
         cols = max(2, len(picks)); fig = plt.figure(figsize=(_WIDTH / 100, 7.2)); grid = fig.add_gridspec(3, cols, height_ratios=(1, 1, 1.4))
         for j, r in enumerate(picks):
-            for i, (im, title) in enumerate(((_random_twin(store, r), f"random: {r['bg']} {r['fg']}"), (Image.open(dataset/r['image']), f"floor: {float(r['height_m']):.2f} m at {float(r['foot_depth_m']):.1f} m"))):
+            for i, (im, title) in enumerate(((_random_twin(store, r), f"random: {r['bg']} {r['fg']}"), (_pixels(store, r['image']), f"floor: {float(r['height_m']):.2f} m at {float(r['foot_depth_m']):.1f} m"))):
                 ax = _bare(fig.add_subplot(grid[i, j])); ax.imshow(np.asarray(im)); ax.set_title(title, fontsize=8)
         half = cols // 2
-        w, h = _size(dataset/picks[0]['image'])
+        w, h = _size(store, picks[0]['image'])
         ax = fig.add_subplot(grid[2, :half]); im = ax.imshow(feet, cmap='viridis', extent=(0, w, h, 0)); fig.colorbar(im, ax=ax, label=f'foot points per {_CELL}x{_CELL} pixels')
         ax.set(title=f'Foot points of {int(feet.sum()):,} composites', xlabel='x (pixels)', ylabel='y (pixels)')
         ax = fig.add_subplot(grid[2, half:]); ax.hist(scales, bins=30, color='tab:blue'); ax.axvline(1, color='tab:red', label='random placement: 1')
@@ -325,25 +364,24 @@ def _floor_picture(dataset: Path, picks: list[dict], feet: np.ndarray, scales: n
     return fig
 
 # %% ../nbs/10_stats.ipynb #ae3b8dc1
-def _map_pixels(dataset: Path, rel: str, shape: tuple[int, int]) -> np.ndarray:
-    "The 8-bit pixels of map `rel` of `dataset`, checked: a file of the dataset (no link), decodable, of `shape`; `BadInput` where not."
-    path = dataset/rel
-    if path.is_symlink() or not path.is_file(): raise BadInput(path, 'missing, or not a file of the dataset; run the depth stage again')
-    try:
-        with Image.open(path) as im:
-            if im.size[::-1] != shape or im.mode != 'L': raise BadInput(path, f'a {im.mode} image of {im.width}x{im.height}, not an 8-bit map of {shape[1]}x{shape[0]}')
-            return np.asarray(im)
-    except (OSError, Image.DecompressionBombError) as e: raise BadInput(path, f'not an image ({str(e)[:100]})') from None
+def _map_pixels(store, rel: str, shape: tuple[int, int]) -> np.ndarray:
+    "The 8-bit pixels of map `rel` of `store`, checked: a file (no link) or a shard's member of the dataset, decodable, of `shape`; `BadInput` where not."
+    if store.path(rel).is_symlink() or store.path(rel).is_dir() or not store.exists(rel):
+        raise BadInput(_where(store, rel), 'missing, or not a file of the dataset; run the depth stage again')
+    with _opened(store, rel) as im:
+        if im.size[::-1] != shape or im.mode != 'L': raise BadInput(_where(store, rel), f'a {im.mode} image of {im.width}x{im.height}, not an 8-bit map of {shape[1]}x{shape[0]}')
+        return np.asarray(im)
 
-def _layered_picture(dataset: Path, rows: list[dict], fmt: str, path: Path, k: int = 3):
+def _layered_picture(dataset, rows: list[dict], fmt: str, path: Path, k: int = 3):
     "Draw `k` of the checked composites `rows` of `dataset` (`fmt` its maps'; worst person figure first) with their layered and model depth, and both figures' distribution, in PNG `path`; returns the figure."
     import matplotlib.pyplot as plt
+    store = open_store(dataset)
     ranked = sorted(rows, key=lambda r: -abs(r['person_m'] or 0)); picks = ranked[:1] + ranked[1:][::max(1, len(ranked) // k)][:k - 1]
     with _style():
         fig = plt.figure(figsize=(_WIDTH / 100, 1.9 * len(picks) + 2.6)); grid = fig.add_gridspec(len(picks) + 1, 4, height_ratios=(1,) * len(picks) + (1.3,))
         for i, r in enumerate(picks):
-            with Image.open(dataset/composite_files(composite_bg(r['id']), r['id'])[0]) as im: image = np.asarray(im.convert('RGB'))
-            layered, model = (_map_pixels(dataset, f, image.shape[:2]) for f in (depth_files(composite_bg(r['id']), r['id'], fmt)[0], model_depth_file(r['id'])))
+            with _opened(store, composite_files(composite_bg(r['id']), r['id'])[0]) as im: image = np.asarray(im.convert('RGB'))
+            layered, model = (_map_pixels(store, f, image.shape[:2]) for f in (depth_files(composite_bg(r['id']), r['id'], fmt)[0], model_depth_file(r['id'])))
             diff, person = (model.astype(float) - layered) / 255 * 10, 'no person in sight' if r['person_m'] is None else f"person {r['person_m']:+.2f} m"
             span = max(1, np.ceil(np.percentile(np.abs(diff), 99)))
             for j, (x, title, kw) in enumerate(((image, r['id'].replace('_fg', '\nfg'), {}), (layered / 255 * 10, 'layered depth (m)', dict(cmap='magma', vmin=0, vmax=10)),
@@ -358,22 +396,22 @@ def _layered_picture(dataset: Path, rows: list[dict], fmt: str, path: Path, k: i
     return fig
 
 # %% ../nbs/10_stats.ipynb #5fd53960
-def _optional_pictures(dataset: Path, card: dict, picks: list[dict]) -> dict:
+def _optional_pictures(store, card: dict, picks: list[dict]) -> dict:
     "Draw the pictures only some datasets have (label quality, floor placement, layered depth against the model), remove stale ones; their summaries."
-    store, out = FolderStore(dataset), {}
+    out = {}
     if card.get('composites', {}).get('placement') == 'floor':
-        out['floor'], feet, scales = _floor_figures(dataset); _floor_picture(dataset, picks, feet, scales, dataset/CARD_PICTURES['floor'])
+        out['floor'], feet, scales = _floor_figures(store); _floor_picture(store, picks, feet, scales, store.path(CARD_PICTURES['floor']))
     if card.get('depth', {}).get('backend') == 'layered' and store.exists(LAYERED_CHECK) and (checked := read_layered_check(store)):
         out['layered_check'] = layered_summary(checked) | dict(model=_geometry_record(store)[0])
-        _layered_picture(dataset, checked, card['depth']['fmt'], dataset/CARD_PICTURES['layered'])
-    if 'depth_quality' in card: _quality_picture(dataset, card['depth_quality'], dataset/CARD_PICTURES['quality'])
+        _layered_picture(store, checked, card['depth']['fmt'], store.path(CARD_PICTURES['layered']))
+    if 'depth_quality' in card: _quality_picture(store, card['depth_quality'], store.path(CARD_PICTURES['quality']))
     for k, there in _SHOWN.items():
-        if there not in card | out: (dataset/CARD_PICTURES[k]).unlink(missing_ok=True)  # of an earlier card
+        if there not in card | out: store.path(CARD_PICTURES[k]).unlink(missing_ok=True)  # of an earlier card
     return out
 
-def _records(dataset: Path, n: int) -> dict:
+def _records(store, n: int) -> dict:
     "What the composites and depth records say, for the card."
-    store, out = FolderStore(dataset), {}
+    out = {}
     if comp := read_json(store, COMPOSITES_RECORD):
         out['composites'] = {f.name: comp.get(f.name, f.default) for f in fields(CompositesJob)} | dict(
             backgrounds=len(comp['backgrounds']), foregrounds=len(comp['foregrounds']), composites=n)
@@ -391,23 +429,23 @@ def write_card(
 ) -> dict:
     "Compute every set's statistics and write `dataset.json`, `DATASET.md` and the pictures in `card/`."
     check_range(1, workers=workers)
-    dataset = Path(dataset); store = FolderStore(dataset)
+    dataset = Path(dataset); store = open_store(dataset)  # a folder, or one with shards
     with store.hold('stats', wait):
         check_dataset(store, made_after('stats'))  # the card describes one consistent dataset
         store.clean(CARD)
-        known = {} if recompute else stage_stats(dataset)
-        if not known and not any(_tasks(dataset)): raise BadArgument(f'{dataset}: no images of a depthseg dataset to describe; run `depthseg backgrounds SRC {dataset}` first')
-        stats = dataset_stats(dataset, workers, progress, skip=tuple(known)) | known
+        known = {} if recompute else stage_stats(store)
+        if not known and not any(_tasks(store)): raise BadArgument(f'{dataset}: no images of a depthseg dataset to describe; run `depthseg backgrounds SRC {dataset}` first')
+        stats = dataset_stats(store, workers, progress, skip=tuple(known)) | known
         stats = {n: stats[n] for n in SETS if n in stats}
         n = sum(1 for _ in iter_manifest(store)) if store.exists(MANIFEST) else 0  # streamed: millions of rows
-        card = dict(name=dataset.name, versions=_versions(), sets={n: _summary(n, s) for n, s in stats.items()}) | _records(dataset, n)
+        card = dict(name=dataset.name, versions=_versions(), sets={n: _summary(n, s) for n, s in stats.items()}) | _records(store, n)
         card['made_from'] = lineage(store, 'stats')
         if n:
             (dataset/CARD).mkdir(exist_ok=True)
-            _sample_sheet(dataset, picks := _sample_rows(store, n), dataset/CARD_PICTURES['samples'])
+            _sample_sheet(store, picks := _sample_rows(store, n), dataset/CARD_PICTURES['samples'])
             _histograms(stats, dataset/CARD_PICTURES['histograms'])
-            _heat_map(dataset, n, dataset/CARD_PICTURES['placements'])
-            card |= _optional_pictures(dataset, card, picks)
+            _heat_map(store, n, dataset/CARD_PICTURES['placements'])
+            card |= _optional_pictures(store, card, picks)
         atomic_write(dataset/CARD_MD, card_markdown(card).encode())
         atomic_write(dataset/CARD_JSON, json.dumps(card, indent=1).encode())  # last: a card with its record is complete
     if progress: print(f'card: {dataset/CARD_MD}, {dataset/CARD_JSON} and pictures in {dataset/CARD}')
