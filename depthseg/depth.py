@@ -23,7 +23,7 @@ from . import __version__
 from .backgrounds import CROPS, square
 from .core import BadArgument, BadInput, atomic_open, check_range, file_sha256, is_url, optional_import, parallel_map
 from .floor import foot_point, layered_depth, read_scene
-from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_MODEL, DEPTH_QUALITY, DEPTH_RECORD, GEOMETRY_RECORD, LAYERED_CHECK, MANIFEST,
+from .layout import (BG, COMPOSITES, DEPTH, DEPTH16, DEPTH_MODEL, DEPTH_QUALITY, DEPTH_RECORD, GEOMETRY_RECORD, LAYERED_CHECK, MANIFEST, SHARDS,
                              bg_file, composite_bg, depth_files, model_depth_file, name_problem, sources_table)
 from .pixels import PixelStats, decode_jpeg, encode_png, merge_stats, save_stage_stats
 from .samples import DEPTH_DIR, sample_depth, sample_dir
@@ -273,7 +273,7 @@ def _folder_sha256(folder: Path) -> str:
 # %% ../nbs/09_depth.ipynb #b1456399
 def _rgb(data: bytes) -> np.ndarray:
     "uint8 RGB of image bytes `data`, decoded by Pillow (a JPEG: the pixels `decode_jpeg` gives, without TensorFlow, so in worker processes too)."
-    with Image.open(io.BytesIO(data)) as im: return np.asarray(im.convert('RGB'))
+    with Image.open(io.BytesIO(data)) as im: return np.asarray(im if im.mode == 'RGB' else im.convert('RGB'))
 
 def _composite_mask(store, r: dict) -> np.ndarray:
     "The boolean mask of composite `r` (a manifest row) of `store`."
@@ -715,7 +715,7 @@ def make_depth(
         store.flush()
         if limit is None and rows: save_stage_stats(store, merge_stats(parts), 'depth'); write_quality(store, quality)
         checked = _compare_layered(store, rows, spec, checker, progress) if checker and rows else None
-    if progress: print(f'depth: {len(rows):,} maps in {store.path(DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}'
+    if progress: print(f'depth: {len(rows):,} maps in {store.path(SHARDS if isinstance(store, ShardedStore) else DEPTH)} ({written:,} made by this run), {model.labeller}\n{quality_line(quality_summary(quality))}'
                        + (f'\n{layered_line(layered_summary(checked), checker.name)}' if checked else ''))
     return meta
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io, json, platform
 from contextlib import contextmanager
 from dataclasses import fields
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -21,7 +20,7 @@ from .depth import FOOT_GAP, QUALITY_FIELDS, _geometry_record, foot_flag, layere
 from .core import BadArgument, BadInput, atomic_path, check_range, atomic_write, parallel_map
 from .layout import (BG, CARD, CARD_JSON, CARD_MD, CARD_PICTURES, COMPOSITES, COMPOSITES_RECORD, DEPTH, DEPTH_QUALITY, DEPTH_RECORD, FG,
                              FG_ALPHA, FG_HEIGHTS, FG_MASK, GEOMETRY_RECORD, LAYERED_CHECK, MANIFEST, MASKS, PER_BACKGROUND, SETS, SHARD_KINDS, SHARDS, bg_file,
-                             composite_bg, composite_files, depth_files, fg_files, made_after, model_depth_file, shard_member)
+                             composite_bg, composite_files, depth_files, fg_files, made_after, member_file, model_depth_file, shard_member)
 from .pixels import LEVELS, PixelStats, merge_stats, stage_stats
 from .store import FolderStore, ShardedStore, check_dataset, iter_manifest, lineage, open_store, read_json
 
@@ -65,12 +64,9 @@ def _tasks(store):
 
 def _shard_images(store, shard: str) -> Iterator[tuple[str, str]]:
     "(set, path the manifest gives it) of each image of `shard`: `ID.mask.png` -> `bgfg_mask/bg_007/ID.png`; records and 16-bit maps left out."
+    sets = {SETS[n].folder: n for n in _IN_SHARDS}
     for m in store.members(shard):
-        name = f"{m.split('.', 1)[0]}.{m.rsplit('.', 1)[1]}"  # `ID.mask.png` -> `ID.png`
-        for n in _IN_SHARDS:
-            rel = f'{SETS[n].folder}/{Path(shard).stem}/{name}'
-            if fnmatch(name, SETS[n].pattern) and shard_member(rel) == (shard, m): yield n, rel  # the member of that path: the layout's mapping, both ways
-
+        if (rel := member_file(Path(shard).stem, m)) and rel.split('/')[0] in sets: yield sets[rel.split('/')[0]], rel
 
 # %% ../nbs/10_stats.ipynb #7b0d5c21
 _VIEWS = {FG: lambda a: (a[..., :3], a[..., 3] == 255), FG_ALPHA: lambda a: (a[..., 3], None)}  # what `fg` and `fg_alpha` count of a cut-out
