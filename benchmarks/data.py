@@ -9,9 +9,12 @@ import argparse, os, shutil, tempfile, time
 from pathlib import Path
 
 from depthseg.cli import demo
+from depthseg.composites import CompositesJob, make_composites
+from depthseg.depth import DepthSpec, make_depth
 from depthseg.data import load, to_tfrecord
-from depthseg.layout import COMPOSITES, MASKS
+from depthseg.layout import CARD, COMPOSITES, DEPTH, MANIFEST, MASKS
 from depthseg.pack import pack
+from depthseg.stats import write_card
 
 
 def rate(ds, epochs=2):
@@ -34,10 +37,14 @@ def main():
     to_tfrecord(ds, root/'tfrecord', progress=False)
     pack(ds, root/'packed', progress=False)
     lean = shutil.copytree(ds, root/'lean', ignore=shutil.ignore_patterns(COMPOSITES, MASKS))
+    sharded = shutil.copytree(ds, root/'sharded', ignore=shutil.ignore_patterns(COMPOSITES, MASKS, DEPTH, MANIFEST, '*.json', '*.md', 'depth_quality.csv', CARD))
+    make_composites(sharded, CompositesJob(positions=args.positions, shards=True), progress=False)  # the same dataset, straight into shards
+    make_depth(sharded, DepthSpec('exact'), progress=False); write_card(sharded, progress=False)
     kw = dict(split='all', batch_size=args.batch_size, size=(args.size, args.size), depth=False, shuffle=True)
     rows = [('folder', rate(load(ds, **kw))), ('tar shards, in place', rate(load(root/'packed', source='shards', **kw))),
             ('folder, uint8', rate(load(ds, uint8=True, **kw))),
             ('tar shards, uint8', rate(load(root/'packed', source='shards', uint8=True, **kw))),
+            ('composites in shards', rate(load(sharded, **kw))), ('composites in shards, uint8', rate(load(sharded, uint8=True, **kw))),
             ('tfrecord', rate(load(root/'tfrecord', source='tfrecord', **kw))),
             ('on the fly (manifest layout)', rate(load(lean, source='on_the_fly', **kw)))]
     print(f'\nload(): batches of {args.batch_size} at {args.size}x{args.size}, bg + image + mask, demo with {args.positions} positions')
