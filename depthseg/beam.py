@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .core import BadArgument
 from .composites import CompositesJob, CompositesPlan, finish_composites, make_pair, plan_composites, prepare_folders
 from .depth import (NO_WEIGHTS, DepthSpec, _compare_layered, _geometry_model, calibration_rows, composite_pixels, default_batch_size, depth_backend, label_batch, plan_depth,
                             write_quality)
 from .layout import COMPOSITES, DEPTH, DEPTH16, MASKS
 from .pixels import merge_stats, save_stage_stats
 from .stats import write_card
-from .store import beam_module, open_store
+from .store import ShardedStore, beam_module, open_store
 
 # %% auto #0
 __all__ = ['BeamReport', 'make_beam']
@@ -96,6 +97,8 @@ def make_beam(
     beam = beam_module()
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
     store = open_store(dataset)
+    if job.shards or isinstance(store, ShardedStore):  # a shard is written whole by one process; Beam's workers write a file each
+        raise BadArgument(f'{store}: Beam writes a file per composite and map, not shards; make a dataset in shards with `depthseg composites --shards` and `depthseg depth`')
     with store.hold('beam', wait):
         plan = plan_composites(store, job, backgrounds, foregrounds)
         prepare_folders(store, plan, (COMPOSITES, MASKS) + ((DEPTH, DEPTH16) if depth else ()))

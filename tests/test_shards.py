@@ -127,3 +127,13 @@ def test_hostile_shards_are_refused_in_one_line(twins, tmp_path, members, why):
     assert r.returncode != 0 and str(shard) in r.stderr, r.stderr
     assert (why or 'runs past the end') in r.stderr and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path/'evil.jpg').exists() and not list(ds.rglob('.*.tmp'))
+
+
+def test_beam_refuses_shards(twins, sources, tmp_path):
+    from depthseg.beam import make_beam
+    from depthseg.core import BadArgument
+    _, sharded = twins
+    with pytest.raises(BadArgument, match='Beam writes a file per composite'): make_beam(sharded, job=SHARDED, progress=False)
+    fresh = Path(shutil.copytree(sources, tmp_path/'fresh'))
+    with pytest.raises(BadArgument, match='not shards'): make_beam(fresh, job=SHARDED, progress=False)
+    assert not (fresh/SHARDS).exists() and not (fresh/'bgfg').exists()
