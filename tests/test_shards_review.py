@@ -1,0 +1,45 @@
+"Review of composites in shards: headers a tar reader would take otherwise, examples WebDataset would split, a shards folder that is a link."
+import io, shutil, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+from depthseg.composites import CompositesJob, make_composites
+from depthseg.core import BadInput
+from depthseg.layout import SHARDS
+from depthseg.store import _ustar_header, shard_index, write_tar
+
+JPG, JSON = 'bg_000_fg_000_orig_00.jpg', 'bg_000_fg_000_orig_00.json'
+
+
+def _with_size(name: str, field: bytes) -> bytes:
+    "The header of member `name` with size field `field`, its checksum made right."
+    h = bytearray(_ustar_header(name, 0)); h[124:136] = field.ljust(11)[:11] + b'\0'
+    h[148:156] = b' ' * 8; h[148:155] = b'%06o\0' % sum(h)
+    return bytes(h)
+
+
+@pytest.mark.parametrize('field', [b'-1', b'-2000', b'1_0', b'+12'])
+def test_a_size_not_in_octal_digits_is_refused(field):
+    "int(..., 8) takes a sign and underscores: a size of -1 read the rest of the shard as the member."
+    shard = _with_size(JPG, field) + bytes(2048)
+    with pytest.raises(BadInput, match='corrupt header'): shard_index(io.BytesIO(shard), 'x.tar', 'bg_000')
+
+
+def test_an_example_apart_is_refused():
+    "WebDataset makes an example of each run of members with one key: one split in two is two examples with missing parts."
+    b = io.BytesIO(); write_tar(b, [(JPG, b'j'), ('bg_000_fg_000_orig_01.jpg', b'j'), (JSON, b'{}')])
+    with pytest.raises(BadInput, match=f"'{JSON}' lies apart from the other files of its example"): shard_index(b, 'x.tar', 'bg_000')
+    b = io.BytesIO(); write_tar(b, [(JPG, b'j'), (JSON, b'{}'), ('bg_000_fg_000_orig_01.jpg', b'j')])
+    assert list(shard_index(b, 'x.tar', 'bg_000')) == [JPG, JSON, 'bg_000_fg_000_orig_01.jpg']
+
+
+def test_a_linked_shards_folder_is_not_written(sources, tmp_path):
+    "The depth stage wrote its maps into the shards of a `shards/` that was a link out of the dataset."
+    ds = Path(shutil.copytree(sources, tmp_path/'ds'))
+    make_composites(ds, CompositesJob(positions=1, shards=True), backgrounds=1, foregrounds=2, workers=1, progress=False)
+    outside = tmp_path/'outside'; outside.mkdir(); (ds/SHARDS).rename(outside/SHARDS); (ds/SHARDS).symlink_to(outside/SHARDS)
+    before = (outside/SHARDS/'bg_000.tar').read_bytes(); (outside/SHARDS/'.theirs.tmp').write_bytes(b'not ours to remove')
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(ds), '--backend', 'exact', '--workers', '1'], capture_output=True, text=True)
+    assert r.returncode != 0 and f'{ds/SHARDS}: a link' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (outside/SHARDS/'bg_000.tar').read_bytes() == before and sorted(p.name for p in (outside/SHARDS).iterdir()) == ['.theirs.tmp', 'bg_000.tar']
