@@ -1,5 +1,5 @@
 "Review of composites in shards: headers a tar reader would take otherwise, examples WebDataset would split, a shards folder that is a link."
-import io, shutil, subprocess, sys
+import io, shutil, subprocess, sys, tarfile
 from pathlib import Path
 
 import pytest
@@ -43,3 +43,26 @@ def test_a_linked_shards_folder_is_not_written(sources, tmp_path):
     r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(ds), '--backend', 'exact', '--workers', '1'], capture_output=True, text=True)
     assert r.returncode != 0 and f'{ds/SHARDS}: a link' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert (outside/SHARDS/'bg_000.tar').read_bytes() == before and sorted(p.name for p in (outside/SHARDS).iterdir()) == ['.theirs.tmp', 'bg_000.tar']
+
+
+def _tar(fmt, name, pax=None) -> io.BytesIO:
+    "A tar that `tarfile` writes in format `fmt` holding one member `name`."
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode='w', format=fmt, pax_headers=pax or {}) as tar:
+        info = tarfile.TarInfo(name); info.size = 1; tar.addfile(info, io.BytesIO(b'x'))
+    return b
+
+
+@pytest.mark.parametrize('fmt, name, pax, why', [
+    (tarfile.GNU_FORMAT, f"bg_000_fg_000_orig_00{'0' * 90}.jpg", None, 'is not a plain file'),  # a GNU long name
+    (tarfile.PAX_FORMAT, JPG, {'comment': 'x'}, 'is not a plain file'),
+    (tarfile.PAX_FORMAT, f"{'é' * 60}.jpg", None, 'is not a plain file'),  # non-ASCII: a pax path
+    (tarfile.USTAR_FORMAT, f"sub/{'d' * 100}/{JPG}", None, 'is no file of a composite'),  # a USTAR prefix
+    (tarfile.USTAR_FORMAT, 'bg_000_fg_000_orig_0é.jpg', None, 'is no file of a composite')])
+def test_names_tar_readers_would_read_otherwise_are_refused(fmt, name, pax, why):
+    with pytest.raises(BadInput, match=why): shard_index(_tar(fmt, name, pax), 'x.tar', 'bg_000')
+
+
+def test_a_bad_checksum_is_refused():
+    b = bytearray(_tar(tarfile.USTAR_FORMAT, JPG).getvalue()); b[0] = ord('c')  # the name changed, not the checksum
+    with pytest.raises(BadInput, match='checksum'): shard_index(io.BytesIO(bytes(b)), 'x.tar', 'bg_000')
