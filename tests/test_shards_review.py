@@ -66,3 +66,12 @@ def test_names_tar_readers_would_read_otherwise_are_refused(fmt, name, pax, why)
 def test_a_bad_checksum_is_refused():
     b = bytearray(_tar(tarfile.USTAR_FORMAT, JPG).getvalue()); b[0] = ord('c')  # the name changed, not the checksum
     with pytest.raises(BadInput, match='checksum'): shard_index(io.BytesIO(bytes(b)), 'x.tar', 'bg_000')
+
+
+def test_composites_without_shards_refuse_a_dataset_with_a_shards_folder(sources, tmp_path):
+    "An empty `shards/` made the store a sharded one: the composites of a run without --shards were held, never written, and listed in the manifest."
+    ds = Path(shutil.copytree(sources, tmp_path/'ds')); (ds/SHARDS).mkdir()
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'composites', str(ds), '--positions', '1', '--backgrounds', '1', '--foregrounds', '1', '--workers', '1'],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and f'{ds/SHARDS}: there' in r.stderr and '--shards' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (ds/'manifest.csv').exists()
