@@ -163,10 +163,16 @@ def _members(self: ShardedStore, shard: str, f) -> dict[str, tuple[int, int]]:
         return self._indexes[shard][1]
 
 @patch
+def _open(self: ShardedStore, shard: str):
+    "`shard` open for reading; `FileNotFoundError` if it is not there, `BadInput` if it is no plain file (a folder, or a pipe that would block)."
+    if (p := self.root/shard).exists() and not p.is_file(): raise BadInput(p, 'not a plain file')
+    return open(p, 'rb')
+
+@patch
 def _there(self: ShardedStore, shard: str) -> dict[str, tuple[int, int]]:
     "The index of `shard` as it is on disk; empty if there is no such shard."
     try:
-        with open(self.root/shard, 'rb') as f: return self._members(shard, f)
+        with self._open(shard) as f: return self._members(shard, f)
     except FileNotFoundError: return {}
 
 @patch
@@ -182,7 +188,7 @@ def read(self: ShardedStore, rel: str) -> bytes:
     with self._lock:
         if name in self._held.get(shard, {}): return self._held[shard][name]
     try:
-        with open(self.root/shard, 'rb') as f:
+        with self._open(shard) as f:
             offset, size = self._members(shard, f)[name]  # the index of the version open: a shard written again meanwhile is another file
             f.seek(offset); return f.read(size)
     except (FileNotFoundError, KeyError): raise FileNotFoundError(f'{self.root/shard}: no member {name}') from None
@@ -235,7 +241,7 @@ def _write(self: ShardedStore, shard: str, drop: str | None = None):
     "Write `shard` again with the members held for it, those of each example together, by name; without those whose kind begins with `drop`."
     held = self._held.pop(shard, {}); self._kinds.pop(shard, None)
     self.makedirs(SHARDS)
-    src = open(self.root/shard, 'rb') if (self.root/shard).exists() else None
+    src = self._open(shard) if (self.root/shard).exists() else None
     with src or nullcontext(), self.open_write(shard) as f:
         there, examples = self._members(shard, src) if src else {}, {}
         for n in [*there, *held]: examples.setdefault(n.split('.', 1)[0], set()).add(n)

@@ -1,5 +1,5 @@
 "Review of composites in shards: headers a tar reader would take otherwise, examples WebDataset would split, a shards folder that is a link."
-import io, shutil, subprocess, sys, tarfile
+import io, os, shutil, subprocess, sys, tarfile
 from pathlib import Path
 
 import pytest
@@ -75,3 +75,13 @@ def test_composites_without_shards_refuse_a_dataset_with_a_shards_folder(sources
                        capture_output=True, text=True)
     assert r.returncode == 2 and f'{ds/SHARDS}: there' in r.stderr and '--shards' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (ds/'manifest.csv').exists()
+
+
+@pytest.mark.parametrize('make', [os.mkfifo, os.mkdir], ids=['pipe', 'folder'])
+def test_a_shard_that_is_no_file_is_refused(sources, tmp_path, make):
+    "A pipe named as a shard blocked the depth stage for ever on open(); a folder gave Python's own words."
+    ds = Path(shutil.copytree(sources, tmp_path/'ds'))
+    make_composites(ds, CompositesJob(positions=1, shards=True), backgrounds=1, foregrounds=1, workers=1, progress=False)
+    (shard := ds/SHARDS/'bg_000.tar').unlink(); make(shard)
+    r = subprocess.run([sys.executable, '-m', 'depthseg.cli', 'depth', str(ds), '--backend', 'exact', '--workers', '1'], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and 'Traceback' not in r.stderr and r.stderr.strip().splitlines()[-1] == f'depthseg depth: error: {shard}: not a plain file', r.stderr
