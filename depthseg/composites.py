@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from .core import BadArgument, check_range, parallel_map, sha256
 from .floor import focal_px, geometry_sum, in_front, read_heights, read_scene, scaled, stand
-from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, FG, FG_HEIGHTS, FLOOR_FIELDS, MANIFEST, MANIFEST_FIELDS, MASKS, SETS, bg_file,
+from .layout import (BG, COMPOSITES, COMPOSITES_RECORD, FG, FG_HEIGHTS, FLOOR_FIELDS, MANIFEST, MANIFEST_FIELDS, MASKS, SETS, SHARDS, bg_file,
                              background_shard, composite_files, composite_id, example_record, fg_files, geometry_files, id_number)
 from .pixels import PixelStats, merge_stats, save_stage_stats, stage_stats
 from .store import ShardedStore, check_record, open_store, write_table
@@ -273,6 +273,8 @@ def make_composites(
     if job.shards and store.local: store = ShardedStore(store.root)
     with store.hold('composites', wait):
         plan = plan_composites(store, job, backgrounds, foregrounds)
+        if isinstance(store, ShardedStore) and not job.shards:  # after the record's own check: made with --shards, it says so
+            raise BadArgument(f'{store.path(SHARDS)}: there, so this dataset keeps its composites in tar shards; add --shards (or remove that folder if it holds no shard)')
         prepare_folders(store, plan)
         count, stats, written = MASKS not in stage_stats(store), {}, []  # masks not yet recorded for this manifest; filled as the pairs are done
         unit, items, pairs = (make_shard, background_pairs(plan), len) if job.shards else (make_pair, plan.pairs(), lambda pair: 1)  # a background or a pair

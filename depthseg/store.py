@@ -85,12 +85,18 @@ def open_write(self: FolderStore, rel: str, text: bool = False):
     with atomic_open(self.root/rel, 'w' if text else 'wb') as f: yield f
 
 # %% ../nbs/02_store.ipynb #5bcc0ac3
+def _octal(field: bytes) -> int:
+    "The number in tar header field `field`: octal digits, then NUL or spaces; `ValueError` for anything else (a sign or `_`, which `int` takes)."
+    digits = field.split(b'\0', 1)[0].strip()
+    if digits.strip(b'01234567'): raise ValueError(f'{field!r} is not octal')
+    return int(digits or b'0', 8)
+
 def _member_problem(h: bytes, bg: str, seen: dict, data_at: int, end: int) -> tuple[str, int] | str:
     "Member name and size from the 512-byte tar header `h` of a member of the shard of background `bg` whose data begins at `data_at`; or why it cannot be one."
-    try: name, size = h[:100].split(b'\0', 1)[0].decode(), int(h[124:136].split(b'\0', 1)[0] or b'0', 8)
+    try: name, size = h[:100].split(b'\0', 1)[0].decode(), _octal(h[124:136])
     except (UnicodeDecodeError, ValueError): return 'has a corrupt header'
     if h[345:346] != b'\0' and h[257:263] == b'ustar\0': name = '/'  # a USTAR prefix: a path in a folder, no file of a composite
-    if int(h[148:156].split(b'\0', 1)[0].strip() or b'-1', 8) != sum(h[:148]) + 256 + sum(h[156:]): return f'{name[:80]!r} has a corrupt header (checksum)'
+    if _octal(h[148:156]) != sum(h[:148]) + 256 + sum(h[156:]): return f'{name[:80]!r} has a corrupt header (checksum)'
     if h[156:157] not in (b'0', b'\0'): return f'{name[:80]!r} is not a plain file'
     if why := member_problem(name, bg): return why
     if name in seen: return f'{name[:80]!r} is there twice'
@@ -98,14 +104,16 @@ def _member_problem(h: bytes, bg: str, seen: dict, data_at: int, end: int) -> tu
 
 def shard_index(f, path, bg: str, start: int = 0, end: int | None = None) -> dict[str, tuple[int, int]]:
     "Where each member of the shard of background `bg` lies in file `f` (read from `path`; the shard is its bytes `start` to `end`, default all): name -> (offset, size), in order."
-    out, end, at = {}, f.seek(0, os.SEEK_END) if end is None else end, start
+    out, keys, last, end, at = {}, set(), None, f.seek(0, os.SEEK_END) if end is None else end, start
     while True:
         f.seek(at); h = f.read(max(min(512, end - at), 0))  # the next header, not past the shard's end
         if h == bytes(512): return out  # the end of the archive
         if len(h) < 512: raise BadInput(path, 'not a whole uncompressed tar: cut short, or compressed')
         member = _member_problem(h, bg, out, at + 512, end)
         if isinstance(member, str): raise BadInput(path, f'member {member}')
-        out[member[0]] = (at + 512, member[1]); at += 512 + -(-member[1] // 512) * 512
+        if (key := member[0].split('.', 1)[0]) != last and key in keys:  # WebDataset makes an example of each run of members with one key
+            raise BadInput(path, f'member {member[0]!r} lies apart from the other files of its example')
+        keys.add(last := key); out[member[0]] = (at + 512, member[1]); at += 512 + -(-member[1] // 512) * 512
 
 # %% ../nbs/02_store.ipynb #73d920e6
 def _ustar_header(name: str, size: int) -> bytes:
@@ -155,10 +163,16 @@ def _members(self: ShardedStore, shard: str, f) -> dict[str, tuple[int, int]]:
         return self._indexes[shard][1]
 
 @patch
+def _open(self: ShardedStore, shard: str):
+    "`shard` open for reading; `FileNotFoundError` if it is not there, `BadInput` if it is no plain file (a folder, or a pipe that would block)."
+    if (p := self.root/shard).exists() and not p.is_file(): raise BadInput(p, 'not a plain file')
+    return open(p, 'rb')
+
+@patch
 def _there(self: ShardedStore, shard: str) -> dict[str, tuple[int, int]]:
     "The index of `shard` as it is on disk; empty if there is no such shard."
     try:
-        with open(self.root/shard, 'rb') as f: return self._members(shard, f)
+        with self._open(shard) as f: return self._members(shard, f)
     except FileNotFoundError: return {}
 
 @patch
@@ -174,7 +188,7 @@ def read(self: ShardedStore, rel: str) -> bytes:
     with self._lock:
         if name in self._held.get(shard, {}): return self._held[shard][name]
     try:
-        with open(self.root/shard, 'rb') as f:
+        with self._open(shard) as f:
             offset, size = self._members(shard, f)[name]  # the index of the version open: a shard written again meanwhile is another file
             f.seek(offset); return f.read(size)
     except (FileNotFoundError, KeyError): raise FileNotFoundError(f'{self.root/shard}: no member {name}') from None
@@ -226,8 +240,8 @@ def flush(self: ShardedStore):
 def _write(self: ShardedStore, shard: str, drop: str | None = None):
     "Write `shard` again with the members held for it, those of each example together, by name; without those whose kind begins with `drop`."
     held = self._held.pop(shard, {}); self._kinds.pop(shard, None)
-    FolderStore.makedirs(self, SHARDS)
-    src = open(self.root/shard, 'rb') if (self.root/shard).exists() else None
+    self.makedirs(SHARDS)
+    src = self._open(shard) if (self.root/shard).exists() else None
     with src or nullcontext(), self.open_write(shard) as f:
         there, examples = self._members(shard, src) if src else {}, {}
         for n in [*there, *held]: examples.setdefault(n.split('.', 1)[0], set()).add(n)
@@ -238,9 +252,16 @@ def _write(self: ShardedStore, shard: str, drop: str | None = None):
 
 # %% ../nbs/02_store.ipynb #ae1791a2
 @patch
-def makedirs(self: ShardedStore, rel: str): FolderStore.makedirs(self, SHARDS if _in_shards(rel) else rel)
+def _folder(self: ShardedStore, rel: str) -> str:
+    "The folder of `rel`, the shards' for a per-background one; refused if the shards' folder is a link: the stages write inside the dataset only."
+    rel = SHARDS if _in_shards(rel) else rel
+    if rel == SHARDS and self.path(SHARDS).is_symlink(): raise BadInput(self.path(SHARDS), 'a link: the stages write inside the dataset only')
+    return rel
+
 @patch
-def clean(self: ShardedStore, rel: str): FolderStore.clean(self, SHARDS if _in_shards(rel) else rel)
+def makedirs(self: ShardedStore, rel: str): FolderStore.makedirs(self, self._folder(rel))
+@patch
+def clean(self: ShardedStore, rel: str): FolderStore.clean(self, self._folder(rel))
 
 @patch
 def has_files(self: ShardedStore, rel: str) -> bool:
