@@ -13,7 +13,7 @@ Prints, with the machine's CPU count and load (other programs share the cores):
   geometry and manifest alone (`source='on_the_fly'`: composite, mask and layered depth in memory), and `endless`
   (from the sources and their geometry alone, new places each epoch).
 
-    python benchmarks/layered.py [--sources 99] [--positions 20] [--backgrounds 10] [--foregrounds 10] [--full]
+    python benchmarks/layered.py [--sources 99] [--positions 20] [--backgrounds 10] [--foregrounds 10] [--full] [--shards]
 """
 import argparse, os, resource, shutil, tempfile, time
 from pathlib import Path
@@ -81,13 +81,14 @@ def main():
     ap.add_argument('--workers', type=int, default=None, help='worker processes (default: all cores)')
     ap.add_argument('--loader', type=int, default=2000, help='examples the loader is timed on')
     ap.add_argument('--workdir', default=None, help='where to build (default: a temporary folder)')
+    ap.add_argument('--shards', action='store_true', help='composites and maps straight into a tar shard per background (`--shards`), not files')
     args = ap.parse_args()
     root = Path(args.workdir or tempfile.mkdtemp(prefix='depthseg-layered-'))
     load0 = os.getloadavg()
     ds = make_sources(root, args.sources)
     t_geometry = make_geometry_of_rooms(ds, args.sources)
     b, f = (args.sources, args.sources) if args.full else (args.backgrounds, args.foregrounds)
-    job = CompositesJob(positions=args.positions, placement='floor', occlusion=True)
+    job = CompositesJob(positions=args.positions, placement='floor', occlusion=True, shards=args.shards)
     n, total = b * f * job.per_pair, args.sources ** 2 * job.per_pair
     t_comp, c_comp = timed(make_composites, ds, job, backgrounds=b, foregrounds=f, workers=args.workers, progress=False)
     warm = min(32, n // 4)
@@ -95,24 +96,24 @@ def main():
     t_depth, c_depth = timed(make_depth, ds, DepthSpec('layered', compare=0), progress=False)  # the rooms' depth is rendered: no model to check against
     t_depth, c_depth = t_depth * n / (n - warm), c_depth * n / (n - warm)  # as if it had made all n
     lean = root/'lean'  # the dataset as it could ship: sources, geometry and manifest, no composites, masks or depth maps
-    shutil.copytree(ds, lean, ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask', 'bgfg_depth'))
+    shutil.copytree(ds, lean, ignore=shutil.ignore_patterns('bgfg', 'bgfg_mask', 'bgfg_depth', 'shards'))
     kw = dict(split='all', batch_size=32, normalize=False, shuffle=False)
     reading, flying = (loader_rate(load(path, source=source, **kw).repeat(), args.loader) for path, source in ((ds, 'folder'), (lean, 'on_the_fly')))
     forever = loader_rate(endless(lean, job, split='all'), args.loader)
     load1 = os.getloadavg()
-    size = sum(p.stat().st_size for p in ds.rglob('*.*') if p.parts[-3] in ('bgfg', 'bgfg_mask', 'bgfg_depth'))
+    size = sum(p.stat().st_size for p in ds.rglob('*.*') if p.parts[-3] in ('bgfg', 'bgfg_mask', 'bgfg_depth') or p.parts[-2] == 'shards')
     projected = t_geometry + total * (t_comp + t_depth) / n
     print(f'\nfloor composites + layered depth, 224x224, {args.sources} backgrounds x {args.sources} foregrounds x 2 x {args.positions}'
           f' = {total:,}; timed on {b} x {f} x 2 x {args.positions} = {n:,}; {os.cpu_count()} cores')
     print(f'  load average before / after (1, 5, 15 min): {" ".join(f"{v:.1f}" for v in load0)} / {" ".join(f"{v:.1f}" for v in load1)}')
     print(f'  geometry of {args.sources} backgrounds (depth + fitted floor, written) {args.sources / t_geometry:8,.1f} backgrounds/s   {t_geometry:7.1f} s')
-    print(f'  composites (floor, occlusion; files written)       {n / t_comp:8,.0f} composites/s   {t_comp:7.1f} s, {c_comp / t_comp:.2f} cores busy')
+    print(f'  composites (floor, occlusion; {"into shards" if args.shards else "files written"})  {n / t_comp:8,.0f} composites/s   {t_comp:7.1f} s, {c_comp / t_comp:.2f} cores busy')
     print(f'  layered depth maps (8-bit PNG written)             {n / t_depth:8,.0f} maps/s         {t_depth:7.1f} s, {c_depth / t_depth:.2f} cores busy')
     print(f'  {size / n / 1024:.1f} KiB per composite + mask + depth map written; CPU per item: {c_comp / n * 1000:.1f} ms composite, {c_depth / n * 1000:.1f} ms layered map')
     print(f'  on {os.cpu_count()} idle cores (CPU time / cores): about {(t_geometry + total * (c_comp + c_depth) / n / os.cpu_count()) / 60:.1f} min for all {total:,}')
     print(f'  {"measured" if args.full else "projected"} for all {total:,}: {projected / 60:.1f} min end to end '
           f'({total * t_comp / n / 60:.1f} min composites, {total * t_depth / n / 60:.1f} min layered depth, {t_geometry / 60:.1f} min geometry); goal: under 5 min')
-    print(f'  loader, {args.loader:,} examples (image, mask, depth; batches of 32): reading files {reading:6,.0f} examples/s, '
+    print(f'  loader, {args.loader:,} examples (image, mask, depth; batches of 32): reading the dataset {reading:6,.0f} examples/s, '
           f'on the fly {flying:6,.0f} examples/s, endless {forever:6,.0f} examples/s')
 
     if not args.workdir: shutil.rmtree(root)  # the temporary folder this run made

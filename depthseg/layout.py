@@ -272,7 +272,7 @@ FOLDERS = [
     (f'{FG_MASK}/', 'foreground masks from alpha, 0/255 PNG', 'depthseg foregrounds SRC OUT'),
     (f'{COMPOSITES}/bg_NNN/', 'composites, JPEG, one sub-folder per background', 'depthseg composites DATASET'),
     (f'{MASKS}/bg_NNN/', 'composite masks, lossless 0/255 PNG', 'depthseg composites DATASET'),
-    (f'{SHARDS}/bg_NNN.tar', 'with `--shards`, instead of the folders above and those of the depth maps: one WebDataset tar per background, `KEY.jpg`, `KEY.json` (its manifest row), `KEY.mask.png`, `KEY.depth.png`', 'depthseg composites DATASET --shards'),
+    (f'{SHARDS}/bg_NNN.tar', 'with `--shards`, instead of the folders above and those of the depth maps: one WebDataset tar per background, `KEY.jpg`, `KEY.json` (its manifest row), `KEY.mask.png`, `KEY.depth.png` (and `KEY.depth16.png`)', 'depthseg composites DATASET --shards'),
     (MANIFEST, 'one row per composite: background, foreground, flip, place, files', 'depthseg composites DATASET'),
     (f'{BG_DEPTH}/, {BG_FLOOR}/', 'each background\'s metric depth (16-bit PNG, millimetres) and floor (0/255), for floor placement', 'depthseg geometry DATASET'),
     (GEOMETRY_RECORD, 'the model that made the backgrounds\' depth, what its values mean, how each floor was found', 'depthseg geometry DATASET'),
