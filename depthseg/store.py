@@ -264,10 +264,14 @@ def makedirs(self: ShardedStore, rel: str): FolderStore.makedirs(self, self._fol
 def clean(self: ShardedStore, rel: str): FolderStore.clean(self, self._folder(rel))
 
 @patch
+def _shards_with(self: ShardedStore, folder: str) -> list[str]:
+    "The shards holding a file of per-background `folder`."
+    kind = SHARD_KINDS[folder]
+    return [s for s in FolderStore.list(self, SHARDS, '*.tar') if any(_kind(n).startswith(kind) for n in self.members(s))]
+
+@patch
 def has_files(self: ShardedStore, rel: str) -> bool:
-    if not _in_shards(rel): return FolderStore.has_files(self, rel)
-    kind = SHARD_KINDS[rel.split('/')[0]]
-    return any(_kind(n).startswith(kind) for s in FolderStore.list(self, SHARDS, '*.tar') for n in self.members(s))
+    return bool(self._shards_with(rel.split('/')[0])) if _in_shards(rel) else FolderStore.has_files(self, rel)
 
 @patch
 def remove(self: ShardedStore, rel: str):
@@ -275,8 +279,7 @@ def remove(self: ShardedStore, rel: str):
     if not _in_shards(rel): return FolderStore.remove(self, rel)
     if not (kind := SHARD_KINDS[rel.split('/')[0]]): return FolderStore.remove(self, SHARDS)
     with self._lock:
-        for s in FolderStore.list(self, SHARDS, '*.tar'):
-            if any(_kind(n).startswith(kind) for n in self.members(s)): self._write(s, drop=kind)
+        for s in self._shards_with(rel.split('/')[0]): self._write(s, drop=kind)
 
 # %% ../nbs/02_store.ipynb #6de3f009
 def beam_module():
