@@ -271,7 +271,9 @@ def _shards_with(self: ShardedStore, folder: str) -> list[str]:
 
 @patch
 def has_files(self: ShardedStore, rel: str) -> bool:
-    return bool(self._shards_with(rel.split('/')[0])) if _in_shards(rel) else FolderStore.has_files(self, rel)
+    if not _in_shards(rel): return FolderStore.has_files(self, rel)
+    if not SHARD_KINDS[rel.split('/')[0]]: return FolderStore.has_files(self, SHARDS)  # the composites: any file there, a killed run's temporaries too
+    return bool(self._shards_with(rel.split('/')[0]))
 
 @patch
 def remove(self: ShardedStore, rel: str):

@@ -137,3 +137,11 @@ def test_beam_refuses_shards(twins, sources, tmp_path):
     fresh = Path(shutil.copytree(sources, tmp_path/'fresh'))
     with pytest.raises(BadArgument, match='not shards'): make_beam(fresh, job=SHARDED, progress=False)
     assert not (fresh/SHARDS).exists() and not (fresh/'bgfg').exists()
+
+
+def test_clean_takes_a_killed_first_run_away(sources, tmp_path):
+    ds = Path(shutil.copytree(sources, tmp_path/'ds'))
+    make_composites(ds, SHARDED, backgrounds=1, progress=False)
+    (ds/SHARDS/'bg_000.tar').rename(ds/SHARDS/'.bg_000.tar.x1y2.tmp')  # as a run killed while writing its first shard leaves it
+    assert clean(ds, 'composites', progress=False)[0] == 'bgfg' and not (ds/SHARDS).exists()
+    assert make_composites(ds, JOB, backgrounds=1, progress=False).written == 40  # a folder dataset again
